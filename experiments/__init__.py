@@ -1,0 +1,1 @@
+"""mxdash experiment engine: config, data, training loop, run store, CLI. Imports no Textual."""

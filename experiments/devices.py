@@ -1,0 +1,82 @@
+"""Devices: parse `auto | cpu | cpu:0,1 | gpu | gpu:0 | gpu:0,1` and count GPUs without importing mxnet.
+
+The launcher (and the dashboard's machine panel) must not import mxnet, so GPU discovery goes through NVML or
+`nvidia-smi`; the worker checks again with MXNet itself (`check_device`), since a CPU build of MXNet sees no GPU
+even on a GPU machine.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+
+def parse_device(spec: str) -> tuple[str, list[int]]:
+    """('cpu'|'gpu'|'auto', device ids). `cpu` -> ('cpu', [0]); `gpu` -> ('gpu', []) meaning all GPUs."""
+    kind, _, ids = spec.partition(":")
+    return kind, [int(i) for i in ids.split(",")] if ids else ([0] if kind == "cpu" else [])
+
+
+def visible_gpu_count() -> int:
+    """NVIDIA GPUs on this machine (NVML, else nvidia-smi, else 0). Respects CUDA_VISIBLE_DEVICES."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([v for v in visible.split(",") if v.strip() and v.strip() != "-1"])
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        pass
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5).stdout
+            return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+        except Exception:
+            return 0
+    return 0
+
+
+def mxnet_gpu_count() -> int:
+    """GPUs MXNet itself can use: 0 with a CPU build whatever the hardware."""
+    import mxnet as mx
+
+    if not mx.runtime.Features().is_enabled("CUDA"):
+        return 0
+    return mx.context.num_gpus()
+
+
+def check_device(spec: str, gpu_count: int | None = None) -> None:
+    """Raise ValueError with a clear message when the device asks for GPUs that are not there."""
+    kind, ids = parse_device(spec)
+    if kind != "gpu":
+        return
+    gpu_count = mxnet_gpu_count() if gpu_count is None else gpu_count
+    if gpu_count == 0:
+        raise ValueError(f"device '{spec}' asks for a GPU, but MXNet sees none (CPU build of MXNet, or no NVIDIA GPU "
+                         "on this machine); use device = \"cpu\" or \"auto\", or install mxdash[gpu] on a GPU machine")
+    missing = [i for i in ids if i >= gpu_count]
+    if missing:
+        raise ValueError(f"device '{spec}' asks for GPU {missing[0]}, but only {gpu_count} GPU(s) are visible "
+                         f"(gpu:0..gpu:{gpu_count - 1})")
+
+
+def contexts(spec: str, gpu_ids: list[int] | None = None):
+    """MXNet contexts for a device spec (called in the worker). `gpu_ids` = GPUs assigned by the scheduler."""
+    import mxnet as mx
+
+    kind, ids = parse_device(spec)
+    if kind == "auto":
+        n = mxnet_gpu_count()
+        kind, ids = ("gpu", list(range(n))) if n else ("cpu", [0])
+    if kind == "gpu":
+        if gpu_ids:  # the scheduler pinned this run to specific GPUs
+            ids = gpu_ids
+        ids = ids or list(range(mxnet_gpu_count()))
+        check_device(f"gpu:{','.join(map(str, ids))}")
+        return [mx.gpu(i) for i in ids]
+    return [mx.cpu(i) for i in ids]

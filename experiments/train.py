@@ -1,0 +1,352 @@
+"""The training loop of one run. Runs in a worker process (experiments/worker.py) and writes to the run store.
+
+Lean by design (it must match a bare hand-written Gluon loop): the net is hybridized; the per-step losses are kept as
+device arrays and read once every `train.log_every` steps (no per-step sync); the dead-ReLU probe runs every
+`train.probe_every` steps; metrics go to the store in batches about once a second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+import nets
+from experiments.data import load_dataset
+from experiments.devices import contexts
+from experiments.probe import DeadReluProbe
+from experiments.store import Store
+
+FLUSH_EVERY_S = 1.0
+CHECKPOINT_FILES = ("checkpoint.params", "checkpoint.states", "checkpoint.json")
+
+
+class StopRequested(Exception):
+    pass
+
+
+# -- optimizer and schedule -------------------------------------------------------------------------------------------
+def build_lr_scheduler(schedule: dict, lr: float, steps_per_epoch: int, total_steps: int):
+    warmup = schedule.get("warmup_steps", 0)
+    name = schedule["name"]
+    if name in ("constant", "warmup"):
+        if not warmup:
+            return None
+        # factor 1 = constant after the linear warmup
+        return mx.lr_scheduler.FactorScheduler(step=max(total_steps, 1), factor=1.0, base_lr=lr,
+                                               warmup_steps=warmup)
+    if name == "step":
+        steps = [e * steps_per_epoch for e in schedule["step_epochs"]]
+        return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=schedule["factor"], base_lr=lr,
+                                                    warmup_steps=warmup)
+    if name == "cosine":
+        return mx.lr_scheduler.CosineScheduler(max_update=max(total_steps, warmup + 1), base_lr=lr,
+                                               final_lr=schedule["final_lr"], warmup_steps=warmup)
+    raise ValueError(f"unknown schedule {name}")
+
+
+def optimizer_args(optimizer: dict, lr_scheduler) -> tuple[str, dict]:
+    """mxdash optimizer config -> (MXNet optimizer name, its keyword arguments)."""
+    name = optimizer["name"]
+    args = {"learning_rate": optimizer["lr"], "wd": optimizer["wd"]}
+    if optimizer.get("clip_gradient") is not None:
+        args["clip_gradient"] = optimizer["clip_gradient"]
+    if lr_scheduler is not None:
+        args["lr_scheduler"] = lr_scheduler
+    mx_name, extra = {
+        "sgd": ("sgd", {"momentum": 0.0}),
+        "momentum": ("sgd", {"momentum": optimizer.get("momentum")}),
+        "nesterov": ("nag", {"momentum": optimizer.get("momentum")}),
+        "adam": ("adam", {k: optimizer.get(k) for k in ("beta1", "beta2", "epsilon")}),
+        "rmsprop": ("rmsprop", {"gamma1": optimizer.get("rho"), "epsilon": optimizer.get("epsilon"),
+                                "centered": optimizer.get("centered")}),
+        "adagrad": ("adagrad", {"eps": optimizer.get("epsilon")}),
+        "adadelta": ("adadelta", {"rho": optimizer.get("rho"), "epsilon": optimizer.get("epsilon")}),
+    }[name]
+    return mx_name, {**args, **extra}
+
+
+# -- provenance -------------------------------------------------------------------------------------------------------
+def versions() -> dict:
+    import gluonnlp
+
+    return {"mxnet": mx.__version__, "numpy": np.__version__, "gluonnlp": gluonnlp.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def git_commit() -> str | None:
+    project = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+# -- metrics out ------------------------------------------------------------------------------------------------------
+class MetricWriter:
+    """Buffers metric rows and writes them with the run's latest values about once a second."""
+
+    def __init__(self, store: Store, run_id: str, log):
+        self.store, self.run_id, self.log = store, run_id, log
+        self.rows: list[tuple] = []
+        self.latest: dict = {}
+        self.last_flush = time.monotonic()
+
+    def add(self, step: int, epoch: float, wall: float, values: dict) -> None:
+        self.rows.extend((step, epoch, wall, key, value) for key, value in values.items())
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_flush >= FLUSH_EVERY_S
+
+    def flush(self) -> None:
+        self.store.append_metrics(self.run_id, self.rows, self.latest)
+        self.rows, self.latest = [], {}
+        self.last_flush = time.monotonic()
+
+
+# -- the run ----------------------------------------------------------------------------------------------------------
+class Run:
+    """One training run, from its resolved config. `Run(store, run_id).train()`."""
+
+    def __init__(self, store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None):
+        self.store, self.run_id = store, run_id
+        self.log = log or (lambda line: print(line, flush=True))
+        self.config = store.get_run(run_id)["config"]
+        train = self.config["train"]
+        self.seed, self.batch_size, self.epochs = train["seed"], train["batch_size"], train["epochs"]
+        self.log_every, self.probe_every = train["log_every"], train["probe_every"]
+        self.ctxs = contexts(train["device"], gpu_ids)
+        self.data_ctx = self.ctxs[0] if len(self.ctxs) == 1 else mx.cpu()
+        self.dir = store.run_dir(run_id)
+        self.stop_flag = False
+
+        mx.random.seed(self.seed)
+        np.random.seed(self.seed)
+        self.data = load_dataset(self.config["data"])
+        self.steps_per_epoch = self.data.steps_per_epoch(self.batch_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"train.batch_size {self.batch_size} is larger than the training set "
+                             f"({self.data.n_train} samples)")
+        self.total_steps = self.steps_per_epoch * self.epochs
+        net_params = {k: v for k, v in self.config["net"].items() if k != "name"}
+        self.net = nets.build_net(self.config["net"]["name"], net_params, self.data.info)
+        self.net.initialize(mx.init.Xavier(), ctx=self.ctxs)
+        self.summary = nets.net_summary(self.net, self.data.info, self.ctxs[0])
+        self.net.hybridize(static_alloc=True, static_shape=self.data.static_shape)
+        self.takes_valid_length = nets.takes_valid_length(self.net)
+        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        scheduler = build_lr_scheduler(self.config["schedule"], self.config["optimizer"]["lr"],
+                                       self.steps_per_epoch, self.total_steps)
+        mx_name, mx_args = optimizer_args(self.config["optimizer"], scheduler)
+        # kvstore 'device' keeps replicas in sync across contexts; kvstore=None silently diverges (FACTS.md)
+        self.trainer = gluon.Trainer(self.net.collect_params(), mx_name, mx_args, kvstore="device")
+        probe_x, probe_len = self.data.probe_batch(train["probe_batch"], self.ctxs[0])
+        self.probe = DeadReluProbe(self.net, probe_x, probe_len if self.takes_valid_length else None)
+
+        self.step, self.epoch, self.batch_in_epoch, self.wall_offset = 0, 0, 0, 0.0
+        self.best = {"best_val_acc": None, "best_val_loss": None}
+
+    # -- checkpoints ------------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Parameters, trainer state (optimizer, scheduler, update count) and loop position, replaced atomically."""
+        params, states, meta = (self.dir / name for name in CHECKPOINT_FILES)
+        self.net.save_parameters(str(params) + ".tmp")
+        self.trainer.save_states(str(states) + ".tmp")
+        meta_tmp = Path(str(meta) + ".tmp")
+        meta_tmp.write_text(json.dumps({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                                        "wall": self.wall(), "best": self.best}))
+        for path in (params, states, meta):
+            os.replace(str(path) + ".tmp", path)
+
+    def load_checkpoint(self) -> bool:
+        params, states, meta = (self.dir / name for name in CHECKPOINT_FILES)
+        if not meta.exists():
+            return False
+        state = json.loads(meta.read_text())
+        self.net.load_parameters(str(params), ctx=self.ctxs)
+        self.trainer.load_states(str(states))
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.wall_offset, self.best = state["wall"], state["best"]
+        return True
+
+    def wall(self) -> float:
+        return self.wall_offset + time.perf_counter() - self.t_start
+
+    # -- the loop ---------------------------------------------------------------------------------------------------
+    def forward(self, x, valid_length):
+        return self.net(x, valid_length) if self.takes_valid_length else self.net(x)
+
+    def train_step(self, x, y, valid_length) -> list:
+        """One update; returns the per-sample losses (device arrays, not read here)."""
+        if len(self.ctxs) == 1:
+            with autograd.record():
+                loss = self.loss_fn(self.forward(x, valid_length), y)
+            loss.backward()
+            self.trainer.step(self.batch_size)
+            return [loss]
+        xs = gluon.utils.split_and_load(x, self.ctxs, even_split=False)
+        ys = gluon.utils.split_and_load(y, self.ctxs, even_split=False)
+        lens = (gluon.utils.split_and_load(valid_length, self.ctxs, even_split=False)
+                if valid_length is not None else [None] * len(xs))
+        with autograd.record():
+            losses = [self.loss_fn(self.forward(xi, li), yi) for xi, yi, li in zip(xs, ys, lens)]
+        autograd.backward(losses)
+        self.trainer.step(self.batch_size)
+        return losses
+
+    def grad_norm(self) -> float:
+        """Global L2 norm of the mean-loss gradient (first replica), read only at log steps."""
+        grads = [p.grad(self.ctxs[0]) for p in self.net.collect_params().values() if p.grad_req != "null"]
+        squares = mx.nd.add_n(*[mx.nd.sum(g * g) for g in grads])
+        return float(np.sqrt(squares.asscalar())) / self.batch_size
+
+    def validate(self) -> tuple[float, float]:
+        accuracy, loss_metric = mx.metric.Accuracy(), mx.metric.Loss()
+        for x, y, valid_length in self.data.val_batches(self.batch_size, self.ctxs[0]):
+            out = self.forward(x, valid_length)
+            accuracy.update(y, out)
+            loss_metric.update(None, self.loss_fn(out, y))
+        return loss_metric.get()[1], accuracy.get()[1]
+
+    def train(self, writer: MetricWriter) -> str:
+        """Train to the end (or a stop / divergence). Returns the final status."""
+        self.t_start = time.perf_counter()
+        window_losses, window_start, window_samples = [], time.perf_counter(), 0
+        for epoch in range(self.epoch, self.epochs):
+            self.epoch = epoch
+            # the data order depends on the training seed and the epoch (the split on data.seed only)
+            for x, y, valid_length in self.data.train_batches(epoch, self.batch_size, self.data_ctx,
+                                                              start=self.batch_in_epoch, shuffle_seed=self.seed):
+                window_losses.extend(self.train_step(x, y, valid_length))
+                window_samples += self.batch_size
+                self.step += 1
+                self.batch_in_epoch += 1
+                if self.step % self.log_every == 0 or self.batch_in_epoch == self.steps_per_epoch:
+                    status = self.log_window(writer, window_losses, window_samples, window_start)
+                    if status:
+                        return status
+                    window_losses, window_start, window_samples = [], time.perf_counter(), 0
+                if self.step % self.probe_every == 0:
+                    self.record_probe(writer)
+                if self.stop_flag or (writer.due() and self.flush(writer)):
+                    self.save_checkpoint()
+                    writer.flush()
+                    return "stopped"
+            self.batch_in_epoch = 0
+            self.epoch = epoch + 1
+            self.end_epoch(writer)
+        if self.step % self.probe_every:
+            self.record_probe(writer)
+        self.save_checkpoint()
+        writer.flush()
+        return "completed"
+
+    def epoch_float(self) -> float:
+        return self.step / self.steps_per_epoch
+
+    def log_window(self, writer: MetricWriter, losses: list, samples: int, started: float) -> str | None:
+        per_sample = mx.nd.concat(*[l.as_in_context(self.ctxs[0]) for l in losses], dim=0)
+        train_loss = float(per_sample.mean().asscalar())
+        elapsed = time.perf_counter() - started
+        if not np.isfinite(train_loss):
+            return self.mark_diverged(writer, losses)
+        values = {"train_loss": train_loss, "lr": self.trainer.learning_rate, "grad_norm": self.grad_norm(),
+                  "samples_per_s": samples / max(elapsed, 1e-9)}
+        if not np.isfinite(values["grad_norm"]):
+            return self.mark_diverged(writer, losses)
+        wall, epoch = self.wall(), self.epoch_float()
+        writer.add(self.step, epoch, wall, values)
+        writer.latest.update(step=self.step, epoch=epoch, train_loss=train_loss,
+                             samples_per_s=values["samples_per_s"])
+        self.log(f"step {self.step:6d} | epoch {epoch:6.2f} | loss {train_loss:.4f} | lr {values['lr']:.3g} | "
+                 f"grad {values['grad_norm']:.3g} | {values['samples_per_s']:,.0f} samples/s")
+        return None
+
+    def mark_diverged(self, writer: MetricWriter, losses: list) -> str:
+        """Find the first step of the window whose loss is not finite; keep everything recorded before it."""
+        steps_in_window = len(losses) // len(self.ctxs)
+        first_bad = self.step
+        for i in range(steps_in_window):
+            chunk = losses[i * len(self.ctxs):(i + 1) * len(self.ctxs)]
+            if not all(np.isfinite(l.asnumpy()).all() for l in chunk):
+                first_bad = self.step - steps_in_window + i + 1
+                break
+        writer.add(first_bad, first_bad / self.steps_per_epoch, self.wall(), {"train_loss": float("nan")})
+        writer.latest.update(step=self.step, epoch=self.epoch_float(), diverged_step=first_bad)
+        writer.flush()
+        self.log(f"diverged: loss is not finite at step {first_bad}")
+        return "diverged"
+
+    def record_probe(self, writer: MetricWriter) -> None:
+        dead = self.probe.read()
+        if dead:
+            writer.add(self.step, self.epoch_float(), self.wall(), {f"dead/{k}": v for k, v in dead.items()})
+
+    def end_epoch(self, writer: MetricWriter) -> None:
+        val_loss, val_acc = self.validate()
+        if self.best["best_val_acc"] is None or val_acc > self.best["best_val_acc"]:
+            self.best["best_val_acc"] = val_acc
+        if np.isfinite(val_loss) and (self.best["best_val_loss"] is None or val_loss < self.best["best_val_loss"]):
+            self.best["best_val_loss"] = val_loss
+        writer.add(self.step, float(self.epoch), self.wall(), {"val_loss": val_loss, "val_acc": val_acc})
+        writer.latest.update(val_loss=val_loss, val_acc=val_acc, epoch=float(self.epoch), **self.best)
+        self.log(f"epoch {self.epoch}/{self.epochs} | val loss {val_loss:.4f} | val acc {val_acc:.4f}")
+        if self.epoch % self.config["train"]["checkpoint_every"] == 0 or self.epoch == self.epochs:
+            self.save_checkpoint()
+
+    def flush(self, writer: MetricWriter) -> bool:
+        """Write buffered metrics; True when a stop was requested through the store."""
+        writer.flush()
+        return self.store.stop_requested(self.run_id)
+
+
+def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None) -> str:
+    """Claim a run, train it (resuming from its checkpoint if it has one), and record how it ended."""
+    log = log or (lambda line: print(line, flush=True))
+    store.claim_run(run_id, os.getpid(), socket.gethostname())
+    run = None
+    try:
+        run = Run(store, run_id, gpu_ids, log)
+        resumed = run.load_checkpoint()
+        store.delete_metrics_after(run_id, run.step if resumed else -1)
+        store.update_run(run_id, summary=run.summary, versions=versions(), git_commit=git_commit(),
+                         total_steps=run.total_steps, device=",".join(str(c) for c in run.ctxs))
+        log(f"{'resuming' if resumed else 'starting'} {run_id} at step {run.step}: {run.config['net']['name']} on "
+            f"{run.config['data']['name']}, {run.config['optimizer']['name']} lr={run.config['optimizer']['lr']}, "
+            f"{run.total_steps} steps on {run.ctxs}")
+        writer = MetricWriter(store, run_id, log)
+        install_stop_handler(run)
+        status = run.train(writer)
+        store.finish_run(run_id, status)
+        log(f"{status} at step {run.step}")
+        return status
+    except Exception as e:
+        log(traceback.format_exc())
+        store.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        return "failed"
+
+
+def install_stop_handler(run: Run) -> None:
+    """SIGTERM / SIGINT stop cleanly: the loop checkpoints and marks the run stopped at the next step."""
+    import signal
+
+    def request_stop(signum, frame):
+        run.stop_flag = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+if __name__ == "__main__":  # pragma: no cover - use experiments.worker
+    sys.exit("run workers with `python -m experiments.worker RUN_ID`")

@@ -1,0 +1,624 @@
+"""Dashboard tests: the model and poller on their own, then every view driven by Textual's Pilot on synthetic stores
+(1,000 runs; 20 runs x 100k points; a store written to while the app runs). No mxnet: rows go straight into SQLite,
+and subprocesses (launch, resume) are replaced by a fake runner that records the command."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest_tui import FROZEN_NOW, FixedProbe, make_store, refresh, run_async, settle, wait_workers
+from experiments.config import plan_runs, read_experiment_file
+from experiments.store import Store, StoreError
+from tui.app import MxdashApp
+from tui.model import DashboardModel, MetricBatch, MetricSeries
+from tui.poller import LogTail, Poller, launch_experiment, resume_run
+from tui.widgets.runs_table import RunFilter, RunsView
+
+SMALL, WIDE = (80, 24), (120, 36)
+
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+def make_app(runs_dir, **kwargs) -> MxdashApp:
+    kwargs.setdefault("clock", lambda: FROZEN_NOW)
+    kwargs.setdefault("machine_probe", FixedProbe())
+    kwargs.setdefault("poll_interval", 30.0)  # tests poll explicitly (refresh), the timer stays out of the way
+    return MxdashApp(runs_dir, **kwargs)
+
+
+class FakeRunner:
+    """Stands in for subprocess.run: records commands, answers with a canned CompletedProcess."""
+
+    def __init__(self, returncode=0, stdout="", stderr=""):
+        self.calls: list[list[str]] = []
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def __call__(self, cmd, **kwargs):
+        self.calls.append(list(cmd))
+        return subprocess.CompletedProcess(cmd, self.returncode, self.stdout, self.stderr)
+
+
+def runs_view(app) -> RunsView:
+    return app.main.query_one(RunsView)
+
+
+def table_ids(app) -> list[str]:
+    return runs_view(app).visible_run_ids()
+
+
+@pytest.fixture(scope="module")
+def store_1000(tmp_path_factory) -> Path:
+    """1,000 runs (50 experiments x 20 runs) with a few metric rows each."""
+    return make_store(tmp_path_factory.mktemp("runs1000"), experiments=50, runs_per_experiment=20,
+                      points_per_run=40, logs=False)
+
+
+@pytest.fixture(scope="module")
+def store_big(tmp_path_factory) -> Path:
+    """20 runs x ~100k metric points (2M rows), the newest experiment partly running."""
+    return make_store(tmp_path_factory.mktemp("runsbig"), experiments=1, runs_per_experiment=20,
+                      points_per_run=100_000, running=0, logs=False)
+
+
+@pytest.fixture
+def small_store(tmp_path) -> Path:
+    return make_store(tmp_path / "runs", experiments=2, runs_per_experiment=5, points_per_run=400, running=2)
+
+
+@pytest.fixture
+def runs_store(small_store) -> Path:
+    """The store every-view tests run on. The lead can parametrize this with a store filled by real short runs
+    (a `real_runs_dir` fixture) — the tests only assume run rows, metrics and log files as the workers write them."""
+    return small_store
+
+
+# -- model ----------------------------------------------------------------------------------------------------------
+def test_metric_series_grows_amortised_and_exposes_float64_views():
+    s = MetricSeries(capacity=4)
+    capacities = set()
+    for i in range(1000):
+        s.append(i, i / 100, 1000.0 + i, None if i == 3 else float(i))
+        capacities.add(s.capacity)
+    assert len(s) == 1000 and len(capacities) <= 10  # doubling: a handful of reallocations
+    for arr in (s.step, s.epoch, s.wall, s.value):
+        assert arr.dtype == np.float64 and arr.shape == (1000,)
+    assert np.isnan(s.value[3]) and s.value[999] == 999.0 and s.last() == 999.0
+
+
+def test_metric_series_rewinds_when_a_resumed_run_records_steps_again():
+    s = MetricSeries()
+    s.extend([10, 20, 30, 40], [0, 0, 0, 0], [0, 0, 0, 0], [1.0, 2.0, 3.0, 4.0])
+    version = s.version
+    s.extend([30, 40, 50], [0, 0, 0], [0, 0, 0], [3.5, 4.5, 5.5])  # resumed from a checkpoint at step 20
+    assert s.step.tolist() == [10, 20, 30, 40, 50] and s.value.tolist() == [1.0, 2.0, 3.5, 4.5, 5.5]
+    assert s.version > version
+
+
+def test_model_apply_groups_rows_and_reports_changes():
+    model = DashboardModel()
+    rows = [(1, "a.1", 10, 0.1, 0.0, "train_loss", 2.0), (2, "a.1", 10, 0.1, 0.0, "lr", 0.1),
+            (3, "a.2", 10, 0.1, 0.0, "train_loss", 3.0), (4, "a.1", 20, 0.2, 1.0, "train_loss", 1.5)]
+    changes = model.apply(rows, [{"id": "a.1", "status": "running"}, {"id": "a.2", "status": "queued"}])
+    assert changes.runs == {"a.1", "a.2"} and changes.series == {"a.1", "a.2"}
+    assert model.series["a.1"]["train_loss"].value.tolist() == [2.0, 1.5]
+    assert model.last_metric_id == 4 and model.points == 4
+    # the same rows again change nothing; an unchanged run row is not reported
+    again = model.apply(rows, [{"id": "a.1", "status": "running"}])
+    assert not again
+    gone = model.apply(None, [], removed=["a.2"])
+    assert gone.removed == {"a.2"} and "a.2" not in model.runs and "a.2" not in model.series
+    assert model.points == 3
+
+
+def test_metric_batch_matches_row_by_row_grouping():
+    rng = np.random.default_rng(0)
+    rows = [(i + 1, f"r.{i % 3}", i // 3, 0.0, float(i), ("loss", "lr", "dead/d0")[i % 2 + (i % 5 == 0)],
+             float(rng.random())) for i in range(3000)]
+    batch = MetricBatch.from_rows(rows)
+    assert batch.max_id == 3000 and batch.rows == 3000
+    for (run_id, key), (step, _epoch, wall, value) in batch.groups.items():
+        expected = [r for r in rows if r[1] == run_id and r[5] == key]
+        assert step.tolist() == [r[2] for r in expected]
+        assert wall.tolist() == [r[4] for r in expected] and value.tolist() == [r[6] for r in expected]
+
+
+# -- poller ---------------------------------------------------------------------------------------------------------
+def test_poller_reads_only_what_changed(small_store):
+    poller = Poller(small_store, clock=lambda: FROZEN_NOW)
+    first = poller.poll()
+    assert first.first and len(first.run_rows) == 10 and first.batch.rows == 0 and first.more
+    caught_up = poller.poll()
+    while caught_up.more:
+        caught_up = poller.poll()
+    total = Store(small_store).conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+    assert poller.last_metric_id == total and caught_up.run_rows == []
+    idle = poller.poll()  # nothing committed since: no rows, no run rows
+    assert idle.run_rows == [] and idle.batch.rows == 0
+
+    writer = Store(small_store)
+    running = writer.list_runs(status="running")[0]["id"]
+    writer.append_metrics(running, [(999, 5.0, FROZEN_NOW, "train_loss", 0.25)], {"step": 999, "train_loss": 0.25})
+    update = poller.poll()
+    assert [r["id"] for r in update.run_rows] == [running] and update.run_rows[0]["train_loss"] == 0.25
+    assert update.batch.rows == 1 and (running, "train_loss") in update.batch.groups
+    assert isinstance(update.run_rows[0]["config"], dict)
+
+    writer.request_stop(writer.list_runs(status="queued")[0]["id"])
+    stopped = poller.poll()
+    assert [r["status"] for r in stopped.run_rows] == ["stopped"]
+    writer.delete_runs([stopped.run_rows[0]["id"]])
+    assert poller.poll().removed == [stopped.run_rows[0]["id"]]
+
+
+def test_poller_without_runs_dir_creates_nothing(tmp_path):
+    missing = tmp_path / "nope"
+    result = Poller(missing).poll()
+    assert not result.store_ok and "no runs directory" in result.message
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = Poller(empty).poll()
+    assert not result.store_ok and "holds no runs yet" in result.message
+    assert list(empty.iterdir()) == []
+
+
+def test_poller_accepts_a_fake_store():
+    class FakeStore:
+        def __init__(self):
+            self.runs = [{"id": "x.1", "experiment_id": "x", "status": "running", "step": 1}]
+            self.rows = [(1, "x.1", 1, 0.0, 0.0, "train_loss", 1.0)]
+
+        def list_runs(self):
+            return [dict(r) for r in self.runs]
+
+        def metrics_since_all(self, after_id=0, run_ids=None):
+            return [r for r in self.rows if r[0] > after_id]
+
+    fake = FakeStore()
+    poller = Poller("/unused", store_factory=lambda d: fake)
+    assert [r["id"] for r in poller.poll().run_rows] == ["x.1"]
+    second = poller.poll()
+    assert second.batch.rows == 1 and second.run_rows == []
+    fake.runs[0]["step"] = 2
+    fake.rows.append((2, "x.1", 2, 0.0, 0.0, "train_loss", 0.5))
+    third = poller.poll()
+    assert third.run_rows[0]["step"] == 2 and third.batch.rows == 1
+
+
+def test_log_tail_follows_appends(tmp_path):
+    path = tmp_path / "log.txt"
+    tail = LogTail(path)
+    assert tail.read() == []
+    path.write_text("one\ntwo\npart")
+    assert tail.read() == ["one", "two"]
+    with open(path, "a") as f:
+        f.write("ial\nthree\n")
+    assert tail.read() == ["partial", "three"]
+
+
+def test_cli_commands_are_built_for_the_detached_scheduler(tmp_path):
+    runner = FakeRunner(stdout='{"experiment": "optimizers-1", "runs": ["optimizers-1.1"]}\n')
+    result = launch_experiment("experiments/optimizers.toml", tmp_path, parallel=2, overrides=["train.epochs=1"],
+                               runner=runner)
+    assert result.ok and result.payload["experiment"] == "optimizers-1"
+    assert runner.calls[0] == [sys.executable, "-m", "experiments.cli", "run", "experiments/optimizers.toml",
+                               "--detach", "--json", "--runs-dir", str(tmp_path), "--parallel", "2",
+                               "--set", "train.epochs=1"]
+    bad = launch_experiment("x.toml", tmp_path, runner=FakeRunner(2, "", "x.toml: no such experiment file"))
+    assert not bad.ok and "no such experiment file" in bad.message
+    resume = FakeRunner(stdout="resuming a.1, a.2 from the last checkpoint\n")
+    assert resume_run(["a.1", "a.2"], tmp_path, runner=resume).ok
+    assert resume.calls[0][3:] == ["resume", "a.1", "a.2", "--runs-dir", str(tmp_path)]
+
+
+def test_run_filter_syntax():
+    run = {"id": "optimizers-2.3", "experiment_id": "optimizers-2", "net": "mlp", "optimizer": "adam",
+           "dataset": "digits", "status": "running"}
+    assert RunFilter("").matches(run)
+    assert RunFilter("adam").matches(run) and not RunFilter("sgd").matches(run)
+    assert RunFilter("status:running,failed").matches(run) and not RunFilter("status:failed").matches(run)
+    assert RunFilter("exp:optimizers-2 opt:ad").matches(run) and not RunFilter("exp:optimizers-1").matches(run)
+    assert RunFilter("-status:completed").matches(run) and not RunFilter("-adam").matches(run)
+
+
+# -- app: empty state -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [SMALL, WIDE])
+@run_async
+async def test_missing_runs_dir_opens_with_an_empty_state(tmp_path, size):
+    missing = tmp_path / "runs"
+    app = make_app(missing)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        view = runs_view(app)
+        assert view.has_class("-empty")
+        text = str(view.query_one("#runs-empty").render())
+        assert "No runs yet" in text and "mxdash run experiments/optimizers.toml" in text
+        for key in "234561":  # every view opens on an empty store
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.press("q")
+    assert not missing.exists()  # nothing is created until a launch
+
+
+# -- app: 1,000 runs --------------------------------------------------------------------------------------------
+@run_async
+async def test_thousand_runs_table_filter_sort_select(store_1000):
+    app = make_app(store_1000)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        assert len(app.model.runs) == 1000 and len(table_ids(app)) == 1000
+        assert app.first_rows_at is not None
+        view = runs_view(app)
+        # newest experiment first (sorted by age), runs in grid order
+        assert table_ids(app)[0] == "lr_sweep-13.1"
+
+        await pilot.press("slash")
+        await pilot.press(*"status:failed")
+        await pilot.press("enter")
+        failed = [rid for rid, r in app.model.runs.items() if r["status"] == "failed"]
+        assert sorted(table_ids(app)) == sorted(failed) and len(failed) > 0
+        view.set_filter("")
+        await pilot.pause()
+        assert len(table_ids(app)) == 1000
+
+        view.set_sort("acc", reverse=True)
+        await pilot.pause()
+        accs = [app.model.runs[rid]["best_val_acc"] for rid in table_ids(app)]
+        known = [a for a in accs if a is not None]
+        assert known == sorted(known, reverse=True) and accs[: len(known)] == known  # unknown values last
+        await pilot.press("o")  # next sortable column
+        assert view.sort_key == "sps"
+
+        table = view.table
+        table.focus()
+        table.move_cursor(row=0)
+        first, second = table_ids(app)[:2]
+        await pilot.press("space", "space")
+        assert app.selected == {first, second}
+        assert str(table.get_cell(first, "sel")) == "●"
+        assert app.plot_selection()[0] == [rid for rid in app.model.runs if rid in {first, second}]
+        await pilot.press("x")
+        assert app.selected == set()
+
+        await pilot.press("enter")  # the highlighted row opens its detail screen
+        await pilot.pause()
+        assert type(app.screen).__name__ == "RunDetailScreen"
+        await pilot.press("escape")
+        assert app.screen is app.main
+
+
+@run_async
+async def test_header_click_sorts_and_toggles_direction(store_1000):
+    app = make_app(store_1000)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        view = runs_view(app)
+        view.table.post_message(view.table.HeaderSelected(view.table, view.table.columns["lr"].key, 5,
+                                                          view.table.columns["lr"].label))
+        await pilot.pause()
+        assert view.sort_key == "lr" and not view.sort_reverse
+        lrs = [app.model.runs[rid]["lr"] for rid in table_ids(app)]
+        assert lrs == sorted(lrs)
+        view.set_sort("lr")
+        await pilot.pause()
+        assert view.sort_reverse
+        assert [app.model.runs[rid]["lr"] for rid in table_ids(app)] == sorted(lrs, reverse=True)
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE])
+@run_async
+async def test_every_view_opens_with_1000_runs(store_1000, size):
+    app = make_app(store_1000)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        for key, tab in zip("234561", ("curves", "lr", "dead", "compare", "launch", "runs")):
+            await pilot.press(key)
+            await settle(pilot)
+            assert app.main.active_tab == tab
+        assert len(runs_view(app).keys) >= 8  # run, status, epoch, loss, acc ... fit even at 80 columns
+
+
+# -- app: 20 runs x 100k points -------------------------------------------------------------------------------------
+@run_async
+async def test_big_series_load_in_chunks_and_reach_the_panes(store_big):
+    app = make_app(store_big, chunk_rows=250_000)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot, rounds=400)
+        total = Store(store_big).conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+        assert app.model.points == total >= 1_500_000
+        assert app.polls >= 1 + total // 250_000
+        loss = app.model.series["optimizers-1.1"]["train_loss"]
+        assert len(loss) > 20_000 and np.all(np.diff(loss.step) > 0)
+        for key in "234":
+            await pilot.press(key)
+            await settle(pilot)
+        start = time.perf_counter()
+        await pilot.press("1", "down", "down", "space")
+        await pilot.pause()
+        assert time.perf_counter() - start < 2.0  # generous bound for a loaded CI machine; the bench measures
+
+
+# -- app: live updates, actions -----------------------------------------------------------------------------------
+@run_async
+async def test_live_updates_reach_table_detail_and_log(runs_store):
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        writer = Store(runs_store)
+        running = writer.list_runs(status="running")[0]["id"]
+        before = app.model.points
+        runs_view(app).table.move_cursor(row=runs_view(app).table.get_row_index(running))
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = app.screen
+        assert detail.run_id == running
+
+        writer.append_metrics(running, [(9999, 7.5, FROZEN_NOW, "train_loss", 0.125)],
+                              {"step": 9999, "train_loss": 0.125, "epoch": 7.5})
+        with open(writer.log_path(running), "a") as f:
+            f.write("step   9999  a new line from the worker\n")
+        await refresh(pilot)
+        assert app.model.points == before + 1
+        assert app.model.runs[running]["train_loss"] == 0.125
+        assert "0.125" in _rendered(detail.query_one("#detail-overview-body"), 120)
+        detail._read_log()
+        await wait_workers(app)
+        await pilot.pause()
+        log = detail.query_one("#detail-log-body")
+        assert any("a new line from the worker" in line for line in log.lines)
+        for key in ("right", "right", "right", "left"):
+            await pilot.press(key)
+        await pilot.press("escape")
+        assert str(runs_view(app).table.get_cell(running, "loss")) == "0.1250"
+
+        writer.finish_run(running, "completed")
+        await refresh(pilot)
+        assert str(runs_view(app).table.get_cell(running, "status")) == "completed"
+
+
+@run_async
+async def test_stop_asks_then_stops_queued_and_running(runs_store):
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        store = Store(runs_store)
+        running = store.list_runs(status="running")[0]["id"]
+        queued = store.list_runs(status="queued")[0]["id"]
+        app.set_selected({running, queued})
+        await pilot.press("s")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ConfirmScreen"
+        await pilot.press("y")
+        await wait_workers(app)
+        await refresh(pilot)
+        assert store.get_run(queued)["status"] == "stopped"
+        assert store.get_run(running)["stop_requested"] == 1
+        assert app.model.runs[queued]["status"] == "stopped"
+
+        await pilot.press("s")  # a declined confirmation changes nothing
+        await pilot.pause()
+        if type(app.screen).__name__ == "ConfirmScreen":
+            await pilot.press("n")
+        assert app.screen is app.main
+
+
+@run_async
+async def test_resume_runs_the_cli_for_resumable_runs_only(runs_store):
+    runner = FakeRunner(stdout="resuming ... from the last checkpoint\n")
+    app = make_app(runs_store, command_runner=runner)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        resumable = [rid for rid, r in app.model.runs.items() if r["status"] in ("stopped", "failed", "lost")]
+        completed = [rid for rid, r in app.model.runs.items() if r["status"] == "completed"]
+        app.set_selected(set(resumable[:2]) | set(completed[:1]))
+        await pilot.press("r")
+        await wait_workers(app)
+        await pilot.pause()
+        assert len(runner.calls) == 1
+        cmd = runner.calls[0]
+        assert cmd[:4] == [sys.executable, "-m", "experiments.cli", "resume"]
+        assert sorted(cmd[4:-2]) == sorted(resumable[:2]) and cmd[-2:] == ["--runs-dir", str(runs_store)]
+
+
+@run_async
+async def test_compare_shows_differing_config_and_final_metrics(runs_store):
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        chosen = ["optimizers-1.1", "optimizers-1.2", "optimizers-1.3"]  # finished runs, with dead/* metrics
+        app.set_selected(set(chosen))
+        await pilot.press("5")
+        await pilot.pause()
+        text = _rendered(app.main.query_one("#compare-body"), 200)
+        assert "optimizer.name" in text and "best val acc" in text and "final dead/dense0" in text
+        assert all(rid in text for rid in chosen)
+
+
+# -- app: launch ----------------------------------------------------------------------------------------------------
+EXPERIMENT = """
+[experiment]
+name = "tiny"
+description = "two optimizers, two learning rates"
+[net]
+name = "mlp"
+[train]
+epochs = 1
+[grid]
+"optimizer.name" = ["sgd", "adam"]
+"optimizer.lr" = [0.1, 0.01]
+"""
+
+
+@pytest.fixture
+def experiments_dir(tmp_path) -> Path:
+    d = tmp_path / "experiments"
+    d.mkdir()
+    (d / "tiny.toml").write_text(EXPERIMENT)
+    (d / "broken.toml").write_text("[grid\n")
+    return d
+
+
+@run_async
+async def test_launch_file_preview_and_start(tmp_path, experiments_dir):
+    runs_dir = tmp_path / "runs"
+    runner = FakeRunner(stdout='{"experiment": "tiny-1", "runs": ["tiny-1.1", "tiny-1.2", "tiny-1.3", "tiny-1.4"]}')
+    app = make_app(runs_dir, command_runner=runner, experiments_dir=experiments_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        app.open_launch(experiments_dir / "tiny.toml")
+        await pilot.pause()
+        preview = _rendered(app.main.query_one("#launch-preview"))
+        assert "tiny" in preview and "4 runs" in preview and "optimizer.lr" in preview
+        app.main.query_one("#launch-set").value = "train.epochs=2"
+        app.main.query_one("#launch-parallel").value = "2"
+        await pilot.pause()
+        # launching goes through the app's runner (injected here)
+        from tui.widgets import launch as launch_module
+
+        original = launch_module.launch_experiment
+        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
+        try:
+            await pilot.press("ctrl+l")
+            await wait_workers(app)
+            await pilot.pause()
+        finally:
+            launch_module.launch_experiment = original
+        cmd = runner.calls[0]
+        assert cmd[3:5] == ["run", str(experiments_dir / "tiny.toml")]
+        assert "--detach" in cmd and "--json" in cmd and cmd[cmd.index("--parallel") + 1] == "2"
+        assert cmd[cmd.index("--set") + 1] == "train.epochs=2"
+        assert "started tiny-1" in _rendered(app.main.query_one("#launch-file-result"))
+
+        app.open_launch(experiments_dir / "broken.toml")
+        await pilot.pause()
+        assert "invalid TOML" in _rendered(app.main.query_one("#launch-preview"))
+
+
+@run_async
+async def test_launch_shows_the_cli_validation_error(tmp_path, experiments_dir):
+    runner = FakeRunner(2, "", "tiny.toml: net.name: unknown net 'mlpx' (available: cnn, lstm, mlp)")
+    app = make_app(tmp_path / "runs", experiments_dir=experiments_dir, command_runner=runner)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        app.open_launch(experiments_dir / "tiny.toml")
+        await pilot.pause()
+        from tui.widgets import launch as launch_module
+
+        original = launch_module.launch_experiment
+        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
+        try:
+            app.main.query_one("#launch-view").action_launch()
+            await wait_workers(app)
+            await pilot.pause()
+        finally:
+            launch_module.launch_experiment = original
+        assert "unknown net 'mlpx'" in _rendered(app.main.query_one("#launch-file-result"))
+
+
+@run_async
+async def test_launch_form_writes_a_toml_and_launches_it(tmp_path, experiments_dir):
+    runs_dir = tmp_path / "runs"
+    runner = FakeRunner(stdout='{"experiment": "formtest-1", "runs": ["formtest-1.1"]}')
+    app = make_app(runs_dir, experiments_dir=experiments_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        view = app.main.query_one("#launch-view")
+        view.query_one("#launch-files").highlighted = 0  # "+ new (form)"
+        await pilot.pause()
+        assert view.query_one("#launch-right").current == "launch-form"
+        view.query_one("#form-name").value = "formtest"
+        view.query_one("#form-lrs").value = "0.1, 0.01"
+        view.query_one("#form-epochs").value = "2"
+        await pilot.pause()
+        assert "4 runs" in _rendered(view.query_one("#launch-form-preview"))  # sgd, adam x 2 lrs
+        from tui.widgets import launch as launch_module
+
+        original = launch_module.launch_experiment
+        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
+        try:
+            view.action_launch()
+            await wait_workers(app)
+            await pilot.pause()
+        finally:
+            launch_module.launch_experiment = original
+    written = runs_dir / "launched" / "formtest.toml"
+    raw = read_experiment_file(written)
+    runs = plan_runs(raw, written)
+    assert len(runs) == 4 and {r["optimizer"]["name"] for r in runs} == {"sgd", "adam"}
+    assert {r["optimizer"]["lr"] for r in runs} == {0.1, 0.01} and runs[0]["train"]["epochs"] == 2
+    assert runner.calls[0][4] == str(written)
+
+
+# -- app: palette, machine status, detail on every store -----------------------------------------------------------
+@run_async
+async def test_command_palette_lists_actions_and_runs(runs_store):
+    from tui.commands import MxdashCommands
+
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        provider = MxdashCommands(app.screen)
+        names = [hit.text async for hit in provider.discover()]
+        assert "Stop selected runs" in names and "View: Curves" in names
+        hits = [hit async for hit in provider.search("status failed")]
+        assert hits
+        hits[0].command()
+        await pilot.pause()
+        assert runs_view(app).filter.text == "status:failed"
+        run_id = sorted(app.model.runs)[0]
+        hits = [hit async for hit in provider.search(f"open run {run_id}")]
+        assert any(run_id in str(hit.match_display) for hit in hits)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert "CommandPalette" in type(app.screen).__name__
+        await pilot.press("escape")
+
+
+@run_async
+async def test_machine_status_in_the_top_bar(runs_store):
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        text = str(app.main.query_one("#machine-status").render())
+        assert "CPU" in text and "37%" in text and "GPU0" in text
+
+
+@run_async
+async def test_real_machine_probe_runs_without_gpus():
+    from tui.poller import MachineProbe
+
+    status = MachineProbe()()
+    assert 0 <= status.cpu <= 100 * 64 and status.mem_total > 0
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE])
+@run_async
+async def test_detail_of_every_status(runs_store, size):
+    app = make_app(runs_store)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        for run_id, run in list(app.model.runs.items()):
+            app.open_detail(run_id)
+            await pilot.pause()
+            body = _rendered(app.screen.query_one("#detail-overview-body"), 120)
+            assert run_id in body and run["status"] in body
+            if run.get("error"):
+                assert run["error"][:20] in body
+            if run.get("summary"):
+                assert "dense0" in _rendered(app.screen.query_one("#detail-net-body"), 120)
+            await pilot.press("escape")
+
+
+def _rendered(widget, width: int = 100) -> str:
+    """Plain text of a Static's content (wide enough not to wrap much)."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)
+    console.print(widget.render() if not hasattr(widget, "content") else widget.content)
+    return console.export_text()

@@ -1,0 +1,141 @@
+"""Snapshot tests (pytest-textual-snapshot) of the main screens at 80x24 and 120x36 on a deterministic store.
+
+Deterministic: a synthetic store with fixed timestamps, a frozen clock for ages and durations, a fixed machine
+probe, TZ=UTC, and relative paths (the app runs in a temporary working directory with `runs/` and
+`experiments/` inside). Update after an intended UI change with `pytest tests/test_tui_snapshots.py
+--snapshot-update` and look at the SVGs in tests/__snapshots__/test_tui_snapshots/.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest_tui import FROZEN_NOW, FixedProbe, make_store, settle
+from tui.app import MxdashApp
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36")]
+EXPERIMENT = """\
+[experiment]
+name = "lr_sweep"
+description = "SGD and Adam over three learning rates"
+[net]
+name = "mlp"
+hidden = [64, 64]
+[train]
+epochs = 5
+[grid]
+"optimizer.name" = ["sgd", "adam"]
+"optimizer.lr" = [0.1, 0.01, 0.001]
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "lr_sweep.toml").write_text(EXPERIMENT)
+    yield tmp_path
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def store(workdir) -> Path:
+    make_store(workdir / "runs", experiments=2, runs_per_experiment=5, points_per_run=400, running=2)
+    return Path("runs")
+
+
+def app_for(runs_dir) -> MxdashApp:
+    return MxdashApp(runs_dir, clock=lambda: FROZEN_NOW, machine_probe=FixedProbe(), poll_interval=30.0,
+                     experiments_dir=Path("experiments"))
+
+
+def keys_then_settle(*keys: str):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_view(snap_compare, store, size):
+    assert snap_compare(app_for(store), terminal_size=size, run_before=keys_then_settle())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_view_selected_and_filtered(snap_compare, store, size):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("space", "down", "space")
+        pilot.app.set_runs_filter("-status:queued")
+        await settle(pilot)
+
+    assert snap_compare(app_for(store), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_detail(snap_compare, store, size):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        pilot.app.open_detail("optimizers-1.4")  # a failed run: error and traceback
+        await settle(pilot)
+
+    assert snap_compare(app_for(store), terminal_size=size, run_before=run_before)
+
+
+def test_run_detail_net(snap_compare, store):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        pilot.app.open_detail("optimizers-1.1")
+        await settle(pilot)
+        await pilot.press("right", "right")
+        await settle(pilot)
+
+    assert snap_compare(app_for(store), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare(snap_compare, store, size):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        pilot.app.set_selected({"optimizers-1.1", "optimizers-1.4", "optimizers-1.5"})
+        await pilot.press("5")
+        await settle(pilot)
+
+    assert snap_compare(app_for(store), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_launch_file_preview(snap_compare, store, size):
+    assert snap_compare(app_for(store), terminal_size=size, run_before=keys_then_settle("6"))
+
+
+def test_launch_form(snap_compare, store):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("6", "up")
+        await settle(pilot)
+
+    assert snap_compare(app_for(store), terminal_size=(120, 36), run_before=run_before)
+
+
+def test_stop_confirmation(snap_compare, store):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        pilot.app.set_selected({"lr_sweep-1.1", "lr_sweep-1.2"})  # the two running runs
+        await pilot.press("s")
+        await settle(pilot)
+
+    assert snap_compare(app_for(store), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_empty_state(snap_compare, workdir, size):
+    assert snap_compare(app_for(Path("runs")), terminal_size=size, run_before=keys_then_settle())

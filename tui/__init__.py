@@ -1,0 +1,1 @@
+"""The mxdash dashboard (Textual). Never imports mxnet: it reads the run store."""

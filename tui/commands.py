@@ -1,0 +1,65 @@
+"""Command palette (ctrl+p): every dashboard action, plus one entry per experiment, run and experiment file."""
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from experiments.store import STATUSES
+from tui.widgets.runs_table import COLUMNS
+
+MAX_RUN_HITS = 2000  # runs offered by "open run …" (fuzzy matching over more gets slow)
+
+
+class MxdashCommands(Provider):
+    """Views, run actions, filters, sorts, `open run ID`, `launch FILE`."""
+
+    def _commands(self) -> list[tuple[str, object, str]]:
+        app = self.app
+        commands: list[tuple[str, object, str]] = []
+        for tab, label in (("runs", "Runs"), ("curves", "Curves"), ("lr", "LR effects"), ("dead", "Dead ReLUs"),
+                           ("compare", "Compare"), ("launch", "Launch")):
+            commands.append((f"View: {label}", partial(app.action_show_tab, tab), f"switch to the {label} view"))
+        commands += [
+            ("Stop selected runs", app.action_stop_selected, "stop the selected (or highlighted) runs"),
+            ("Resume selected runs", app.action_resume_selected, "resume stopped, lost or failed runs"),
+            ("Select all shown runs", app.action_select_all, "select every run the filter shows"),
+            ("Clear selection", app.action_clear_selection, "deselect all runs"),
+            ("Open highlighted run", app.action_open_cursor_run, "run detail: config, net, log"),
+            ("Refresh now", app.action_refresh, "poll the store now"),
+            ("Filter: clear", partial(app.set_runs_filter, ""), "show all runs"),
+            ("Toggle dark mode", app.action_toggle_dark, "switch the light/dark theme"),
+        ]
+        for status in STATUSES:
+            commands.append((f"Filter: status {status}", partial(app.set_runs_filter, f"status:{status}"),
+                             f"show only {status} runs"))
+        for exp in reversed(app.model.experiments()):
+            commands.append((f"Filter: experiment {exp}", partial(app.set_runs_filter, f"exp:{exp}"),
+                             "show only this experiment's runs"))
+            commands.append((f"Select experiment {exp}", partial(app.select_experiment, exp),
+                             "select all its runs (plots and Compare follow)"))
+        for col in COLUMNS:
+            if col.sortable:
+                commands.append((f"Sort by {col.label}", partial(app.sort_runs, col.key), "sort the runs table"))
+        for path in app.experiment_files():
+            commands.append((f"Launch {path.stem}", partial(app.open_launch, path), str(path)))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            if not name.startswith(("Filter: experiment", "Select experiment", "Sort by", "Launch ")):
+                yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+        if len(query) >= 2:
+            for run_id in list(self.app.model.runs)[:MAX_RUN_HITS]:
+                name = f"Open run {run_id}"
+                score = matcher.match(name)
+                if score > 0:
+                    yield Hit(score, matcher.highlight(name), partial(self.app.open_detail, run_id),
+                              help="run detail")

@@ -1,0 +1,118 @@
+"""The main screen: top bar, the views as tabs (Runs, Curves, LR effects, Dead ReLUs, Compare, Launch), footer."""
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from tui.model import Changes
+from tui.widgets.compare import CompareView
+from tui.widgets.header import TopBar
+from tui.widgets.launch import LaunchView
+from tui.widgets.runs_table import RunsView
+
+# (tab id, label, pane class name in tui.panes or None)
+VIEWS = (
+    ("runs", "1 Runs", None),
+    ("curves", "2 Curves", "CurvesPane"),
+    ("lr", "3 LR effects", "LRPane"),
+    ("dead", "4 Dead ReLUs", "DeadReluPane"),
+    ("compare", "5 Compare", None),
+    ("launch", "6 Launch", None),
+)
+PLOT_TABS = {tab: cls for tab, _label, cls in VIEWS if cls}
+
+
+def make_pane(class_name: str, pane_id: str) -> Widget:
+    """A plot pane from tui.panes (the plot engine); if that module cannot be imported, say why in its place."""
+    try:
+        from tui import panes
+    except Exception as e:  # the dashboard stays usable without plots
+        return Static(f"plots unavailable: {type(e).__name__}: {e}", id=pane_id, classes="pane-error")
+    return getattr(panes, class_name)(id=pane_id)
+
+
+class MainScreen(Screen):
+    """Owns the views; the app calls `model_changed` after every poll and `selection_changed` on (de)selection."""
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        yield TopBar(str(app.runs_dir), id="topbar")
+        with TabbedContent(id="views", initial="runs"):
+            for tab, label, cls in VIEWS:
+                with TabPane(label, id=tab):
+                    if tab == "runs":
+                        yield RunsView(clock=app.clock, id="runs-view")
+                    elif cls:
+                        yield make_pane(cls, f"{tab}-pane")
+                    elif tab == "compare":
+                        yield CompareView(id="compare-view")
+                    elif tab == "launch":
+                        yield LaunchView(app.runs_dir, id="launch-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#runs-table").focus()
+        self.call_after_refresh(self.app.start_polling)
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one("#views", TabbedContent).active
+
+    def show_tab(self, tab: str) -> None:
+        self.query_one("#views", TabbedContent).active = tab
+        self._focus_tab(tab)
+
+    def _focus_tab(self, tab: str) -> None:
+        if tab == "runs":
+            self.query_one("#runs-table").focus()
+        elif tab in PLOT_TABS:
+            pane = self.query_one(f"#{tab}-pane")
+            if pane.focusable:
+                pane.focus()
+        elif tab == "compare":
+            self.query_one("#compare-view").focus()
+        elif tab == "launch":
+            self.query_one("#launch-files").focus()
+
+    @on(TabbedContent.TabActivated, "#views")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id or ""
+        self.refresh_view(tab, None)
+        focused = self.focused
+        if focused is None or event.pane not in focused.ancestors:
+            self._focus_tab(tab)
+
+    def model_changed(self, changes: Changes) -> None:
+        runs_view = self.query_one(RunsView)
+        runs_view.apply_changes(changes.runs, changes.removed)
+        if changes.runs or changes.removed:
+            runs_view.show_empty(self.app.store_message)
+        tab = self.active_tab
+        if tab != "runs":
+            self.refresh_view(tab, changes)
+        self.app.refresh_topbar(self.query_one(TopBar))
+
+    def selection_changed(self, changed_ids) -> None:
+        self.query_one(RunsView).refresh_selection(changed_ids)
+        tab = self.active_tab
+        if tab != "runs":
+            self.refresh_view(tab, None)
+
+    def refresh_view(self, tab: str, changes: Changes | None) -> None:
+        """Bring the visible view up to date. `changes` None: everything it shows may have changed."""
+        app = self.app
+        if tab in PLOT_TABS:
+            pane = self.query_one(f"#{tab}-pane")
+            if hasattr(pane, "update_view"):
+                selected, _source = app.plot_selection()
+                changed = set(selected) if changes is None else changes.series | changes.runs | changes.removed
+                pane.update_view(app.model, selected, changed)
+        elif tab == "compare":
+            selected, source = app.plot_selection()
+            if changes is None or (changes.all & set(selected)) or changes.removed:
+                self.query_one(CompareView).show(app.model, selected, source, app.clock())
+        elif tab == "runs":
+            self.query_one(RunsView).refresh_ages()
