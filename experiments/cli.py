@@ -120,13 +120,12 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
 def final_table(runs: list[dict]):
     from rich.table import Table
 
-    from experiments.report import differing_config, format_duration, run_duration, status_text
+    from experiments.report import differing_config, flat_config, format_duration, run_duration, status_text
 
     # keys every run has and that differ (an optimizer's own hyperparameters, missing in the others, are noise here)
     other_axes = [k for k, values in differing_config(runs)
                   if k not in ("optimizer.name", "optimizer.lr") and all(k in flat_config(r["config"]) for r in runs)]
     table = Table(title=f"{runs[0]['experiment_id']}" if runs else "runs")
-    from experiments.report import flat_config
 
     for column in ["run", "optimizer", "lr", *other_axes, "final train loss", "best val acc", "status", "time"]:
         table.add_column(column, justify="right" if column not in ("run", "optimizer", "status") else "left")

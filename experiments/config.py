@@ -25,7 +25,7 @@ BASE_DEFAULTS = {
     "optimizer": {"name": "adam", "lr": 0.001, "wd": 0.0, "clip_gradient": None, "momentum": 0.9,
                   "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "rho": 0.9, "centered": False},
     "train": {"epochs": 5, "batch_size": 64, "seed": 0, "device": "cpu", "log_every": 10, "probe_every": 50,
-              "probe_batch": 256, "checkpoint_every": 1, "threads": 0},
+              "probe_batch": 256, "checkpoint_every": 1, "threads": 0, "diverge_factor": 0.0},
     "schedule": {"name": "constant", "warmup_steps": 0, "factor": 0.1, "step_epochs": [], "final_lr": 0.0},
 }
 OPTIONAL_TYPES = {("optimizer", "clip_gradient"): float}
@@ -251,6 +251,9 @@ def _resolve_train(file, given: dict) -> dict:
         _positive(file, f"train.{key}", train[key], integer=True)
     if train["threads"] < 0:
         raise ConfigError(file, "train.threads", f"expected an integer >= 0 (0 = automatic), got {train['threads']!r}")
+    if train["diverge_factor"] < 0 or 0 < train["diverge_factor"] <= 1:
+        raise ConfigError(file, "train.diverge_factor", "expected 0 (off: only NaN/inf loss counts as diverged) or "
+                                                        f"a factor > 1, got {train['diverge_factor']!r}")
     if not DEVICE_PATTERN.match(train["device"]):
         raise ConfigError(file, "train.device",
                           f"unknown device '{train['device']}' (expected auto, cpu, cpu:0,1, gpu, gpu:0 or gpu:0,1)")

@@ -11,6 +11,7 @@ on the negative side for every sample is the comparable number, and it shows whe
 from __future__ import annotations
 
 import json
+import warnings
 
 import mxnet as mx
 from mxnet import gluon
@@ -56,7 +57,9 @@ class DeadReluProbe:
         shapes = {k: v.shape for k, v in zip(["data", "valid_length"], self.args)}
         _, out_shapes, _ = mx.sym.Group(outputs).infer_shape_partial(**shapes)
         fractions = [_never_positive_fraction(o, len(s)) for o, s in zip(outputs, out_shapes)]
-        self.block = gluon.SymbolBlock(mx.sym.concat(*fractions, dim=0), inputs, params=net.collect_params())
+        with warnings.catch_warnings():  # "Cannot decide type for data": the probe batch gives it at first call
+            warnings.simplefilter("ignore", UserWarning)
+            self.block = gluon.SymbolBlock(mx.sym.concat(*fractions, dim=0), inputs, params=net.collect_params())
         self.block.hybridize(static_alloc=True, static_shape=True)
 
     @staticmethod

@@ -115,6 +115,30 @@ class MetricWriter:
         self.last_flush = time.monotonic()
 
 
+class LossWindow:
+    """Per-sample losses of the steps since the last log line, kept on the device until read (no per-step sync).
+    On a stop, the unread part is carried as a (sum, count) into the checkpoint."""
+
+    def __init__(self):
+        self.losses: list = []
+        self.samples = 0
+        self.started = time.perf_counter()
+        self.carried_sum, self.carried_count = 0.0, 0
+
+    def carry(self, ctx) -> None:
+        if self.losses:
+            per_sample = mx.nd.concat(*[l.as_in_context(ctx) for l in self.losses], dim=0)
+            self.carried_sum += float(per_sample.sum().asscalar())
+            self.carried_count += per_sample.shape[0]
+            self.losses = []
+
+    def mean(self, ctx) -> float:
+        per_sample = mx.nd.concat(*[l.as_in_context(ctx) for l in self.losses], dim=0)
+        if not self.carried_count:
+            return float(per_sample.mean().asscalar())
+        return (self.carried_sum + float(per_sample.sum().asscalar())) / (self.carried_count + per_sample.shape[0])
+
+
 # -- the run ----------------------------------------------------------------------------------------------------------
 class Run:
     """One training run, from its resolved config. `Run(store, run_id).train()`."""
@@ -156,6 +180,8 @@ class Run:
 
         self.step, self.epoch, self.batch_in_epoch, self.wall_offset = 0, 0, 0, 0.0
         self.best = {"best_val_acc": None, "best_val_loss": None}
+        self.best_window_loss = None  # for train.diverge_factor
+        self.window = LossWindow()
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -165,7 +191,9 @@ class Run:
         self.trainer.save_states(str(states) + ".tmp")
         meta_tmp = Path(str(meta) + ".tmp")
         meta_tmp.write_text(json.dumps({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                                        "wall": self.wall(), "best": self.best}))
+                                        "wall": self.wall(), "best": self.best,
+                                        "best_window_loss": self.best_window_loss,
+                                        "window": [self.window.carried_sum, self.window.carried_count]}))
         for path in (params, states, meta):
             os.replace(str(path) + ".tmp", path)
 
@@ -178,6 +206,8 @@ class Run:
         self.trainer.load_states(str(states))
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.wall_offset, self.best = state["wall"], state["best"]
+        self.best_window_loss = state.get("best_window_loss")
+        self.window.carried_sum, self.window.carried_count = state.get("window", (0.0, 0))
         return True
 
     def wall(self) -> float:
@@ -222,24 +252,25 @@ class Run:
     def train(self, writer: MetricWriter) -> str:
         """Train to the end (or a stop / divergence). Returns the final status."""
         self.t_start = time.perf_counter()
-        window_losses, window_start, window_samples = [], time.perf_counter(), 0
+        window = self.window
         for epoch in range(self.epoch, self.epochs):
             self.epoch = epoch
             # the data order depends on the training seed and the epoch (the split on data.seed only)
             for x, y, valid_length in self.data.train_batches(epoch, self.batch_size, self.data_ctx,
                                                               start=self.batch_in_epoch, shuffle_seed=self.seed):
-                window_losses.extend(self.train_step(x, y, valid_length))
-                window_samples += self.batch_size
+                window.losses.extend(self.train_step(x, y, valid_length))
+                window.samples += self.batch_size
                 self.step += 1
                 self.batch_in_epoch += 1
                 if self.step % self.log_every == 0 or self.batch_in_epoch == self.steps_per_epoch:
-                    status = self.log_window(writer, window_losses, window_samples, window_start)
+                    status = self.log_window(writer, window)
                     if status:
                         return status
-                    window_losses, window_start, window_samples = [], time.perf_counter(), 0
+                    window = self.window = LossWindow()
                 if self.step % self.probe_every == 0:
                     self.record_probe(writer)
                 if self.stop_flag or (writer.due() and self.flush(writer)):
+                    window.carry(self.ctxs[0])  # a resumed run logs the same window means as an uninterrupted one
                     self.save_checkpoint()
                     writer.flush()
                     return "stopped"
@@ -255,12 +286,14 @@ class Run:
     def epoch_float(self) -> float:
         return self.step / self.steps_per_epoch
 
-    def log_window(self, writer: MetricWriter, losses: list, samples: int, started: float) -> str | None:
-        per_sample = mx.nd.concat(*[l.as_in_context(self.ctxs[0]) for l in losses], dim=0)
-        train_loss = float(per_sample.mean().asscalar())
-        elapsed = time.perf_counter() - started
+    def log_window(self, writer: MetricWriter, window: "LossWindow") -> str | None:
+        losses, samples = window.losses, window.samples
+        train_loss = window.mean(self.ctxs[0])
+        elapsed = time.perf_counter() - window.started
         if not np.isfinite(train_loss):
             return self.mark_diverged(writer, losses)
+        if self.exploded(train_loss):
+            return self.mark_diverged(writer, losses, exploded_loss=train_loss)
         values = {"train_loss": train_loss, "lr": self.trainer.learning_rate, "grad_norm": self.grad_norm(),
                   "samples_per_s": samples / max(elapsed, 1e-9)}
         if not np.isfinite(values["grad_norm"]):
@@ -273,19 +306,31 @@ class Run:
                  f"grad {values['grad_norm']:.3g} | {values['samples_per_s']:,.0f} samples/s")
         return None
 
-    def mark_diverged(self, writer: MetricWriter, losses: list) -> str:
-        """Find the first step of the window whose loss is not finite; keep everything recorded before it."""
+    def exploded(self, train_loss: float) -> bool:
+        """Opt-in (train.diverge_factor > 0): the loss rose above factor x the best window loss so far."""
+        factor, best = self.config["train"].get("diverge_factor", 0), self.best_window_loss
+        if best is None or train_loss < best:
+            self.best_window_loss = train_loss
+        return bool(factor) and best is not None and train_loss > factor * best
+
+    def mark_diverged(self, writer: MetricWriter, losses: list, exploded_loss: float | None = None) -> str:
+        """Record where the run diverged (for NaN/inf: the first step of the window whose loss is not finite) and
+        keep everything recorded before it."""
         steps_in_window = len(losses) // len(self.ctxs)
-        first_bad = self.step
-        for i in range(steps_in_window):
+        first_bad, value = self.step, exploded_loss
+        for i in range(steps_in_window if exploded_loss is None else 0):
             chunk = losses[i * len(self.ctxs):(i + 1) * len(self.ctxs)]
             if not all(np.isfinite(l.asnumpy()).all() for l in chunk):
                 first_bad = self.step - steps_in_window + i + 1
                 break
-        writer.add(first_bad, first_bad / self.steps_per_epoch, self.wall(), {"train_loss": float("nan")})
-        writer.latest.update(step=self.step, epoch=self.epoch_float(), diverged_step=first_bad)
+        writer.add(first_bad, first_bad / self.steps_per_epoch, self.wall(),
+                   {"train_loss": float("nan") if value is None else value})
+        writer.latest.update(step=self.step, epoch=self.epoch_float(), diverged_step=first_bad,
+                             train_loss=value)
         writer.flush()
-        self.log(f"diverged: loss is not finite at step {first_bad}")
+        reason = "is not finite" if value is None else (f"exploded to {value:.4g} (> {self.config['train']['diverge_factor']:g}"
+                                                        f" x best {self.best_window_loss:.4g})")
+        self.log(f"diverged: loss {reason} at step {first_bad}")
         return "diverged"
 
     def record_probe(self, writer: MetricWriter) -> None:

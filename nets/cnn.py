@@ -10,6 +10,8 @@ DEFAULTS = {"channels": [16, 32], "kernels": [3, 3], "strides": [1, 1], "padding
 def _per_stage(params, key, n_stages):
     value = params[key]
     values = [value] * n_stages if isinstance(value, int) else list(value)
+    if len(values) != n_stages and values and len(set(values)) == 1:  # [3, 3] means "3 everywhere"
+        values = values[:1] * n_stages
     if len(values) != n_stages:
         raise ValueError(f"{key} = {value} needs one entry per conv stage ({n_stages}, from channels)")
     return [int(v) for v in values]

@@ -157,8 +157,9 @@ class MxdashApp(App):
             self._dispatch(changes)
             if not result.store_ok or result.first:
                 self.main.query_one(RunsView).show_empty(self.store_message)
-        if self.first_rows_at is None and self.model.runs:
+        if self.first_rows_at is None and (self.model.runs or not result.store_ok or not result.more):
             self.first_rows_at = time.perf_counter()
+            self.call_after_refresh(self.main.mount_deferred_views)
         if result.lost:
             self.notify(f"lost (worker vanished): {', '.join(result.lost[:5])}"
                         + (" …" if len(result.lost) > 5 else ""), severity="warning")
@@ -278,6 +279,10 @@ class MxdashApp(App):
 
     def open_launch(self, path: Path) -> None:
         self.action_show_tab("launch")
+        self.call_later(self._open_launch, path)
+
+    async def _open_launch(self, path: Path) -> None:
+        await self.main.ensure_view("launch")
         view = self.main.query_one(LaunchView)
         options = view.query_one("#launch-files")
         for index in range(options.option_count):

@@ -68,16 +68,6 @@ class Marker:
 
 
 @dataclass
-class _Prepared:
-    """A series after finite filtering and downsampling, in display (possibly log10) coordinates."""
-    x: np.ndarray
-    y: np.ndarray
-    style_id: int
-    line_style: str
-    divergence_x: Optional[float] = None
-
-
-@dataclass
 class _Styles:
     """Distinct Rich styles of the plot cells; cells refer to them by index."""
     styles: list = field(default_factory=list)

@@ -72,6 +72,7 @@ class Poller:
         self._data_version: int | None = None
         self._last_reap = 0.0
         self._polls = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     # -- store --------------------------------------------------------------------------------------------------
@@ -81,17 +82,27 @@ class Poller:
         return self.store
 
     def close(self) -> None:
-        with self._lock:
-            if self.store is not None and hasattr(self.store, "close"):
-                try:
-                    self.store.close()
-                except Exception:
-                    pass
-            self.store = None
+        """Close the store; never waits for a poll in flight (that poll closes it when it ends)."""
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self.close_unlocked()
+            finally:
+                self._lock.release()
 
     # -- polling --------------------------------------------------------------------------------------------------
     def poll(self) -> PollResult:
         with self._lock:
+            try:
+                return self._poll_locked()
+            finally:
+                if self._closed:
+                    self.close_unlocked()
+
+    def _poll_locked(self) -> PollResult:
+        if self._closed:
+            return PollResult(message="closed")
+        if True:
             start = time.perf_counter()
             first = self._polls == 0
             try:

@@ -37,35 +37,62 @@ def make_pane(class_name: str, pane_id: str) -> Widget:
 class MainScreen(Screen):
     """Owns the views; the app calls `model_changed` after every poll and `selection_changed` on (de)selection."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._mounted_views: dict[str, object] = {}  # tab -> AwaitMount of its deferred view
+
     def compose(self) -> ComposeResult:
         app = self.app
         yield TopBar(str(app.runs_dir), id="topbar")
         with TabbedContent(id="views", initial="runs"):
-            for tab, label, cls in VIEWS:
+            for tab, label, _cls in VIEWS:
                 with TabPane(label, id=tab):
                     if tab == "runs":
                         yield RunsView(clock=app.clock, id="runs-view")
-                    elif cls:
-                        yield make_pane(cls, f"{tab}-pane")
-                    elif tab == "compare":
-                        yield CompareView(id="compare-view")
-                    elif tab == "launch":
-                        yield LaunchView(app.runs_dir, id="launch-view")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#runs-table").focus()
         self.call_after_refresh(self.app.start_polling)
 
+    # -- deferred views: only the Runs view is built before the first paint ---------------------------------------
+    def _make_view(self, tab: str) -> Widget:
+        cls = PLOT_TABS.get(tab)
+        if cls:
+            return make_pane(cls, f"{tab}-pane")
+        if tab == "compare":
+            return CompareView(id="compare-view")
+        return LaunchView(self.app.runs_dir, id="launch-view")
+
+    def ensure_view(self, tab: str):
+        """Mount a view the first time it is needed; returns an awaitable that completes when it is mounted."""
+        if tab == "runs":
+            return _done()
+        if tab not in self._mounted_views:
+            self._mounted_views[tab] = self.query_one(f"TabPane#{tab}", TabPane).mount(self._make_view(tab))
+        return self._mounted_views[tab]
+
+    def mount_deferred_views(self) -> None:
+        """Build the other views once the runs are on screen, so a tab switch later is instant."""
+        for tab, _label, _cls in VIEWS:
+            self.ensure_view(tab)
+
+    def view_ready(self, tab: str) -> bool:
+        return tab == "runs" or bool(self.query(f"TabPane#{tab} > *"))
+
     @property
     def active_tab(self) -> str:
         return self.query_one("#views", TabbedContent).active
 
     def show_tab(self, tab: str) -> None:
+        self.ensure_view(tab)
         self.query_one("#views", TabbedContent).active = tab
         self._focus_tab(tab)
 
     def _focus_tab(self, tab: str) -> None:
+        if not self.view_ready(tab):
+            self.call_after_refresh(self._focus_tab, tab)
+            return
         if tab == "runs":
             self.query_one("#runs-table").focus()
         elif tab in PLOT_TABS:
@@ -80,6 +107,10 @@ class MainScreen(Screen):
     @on(TabbedContent.TabActivated, "#views")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
+        if not self.view_ready(tab):
+            self.ensure_view(tab)
+            self.call_after_refresh(self._tab_activated, event)
+            return
         self.refresh_view(tab, None)
         focused = self.focused
         if focused is None or event.pane not in focused.ancestors:
@@ -104,6 +135,8 @@ class MainScreen(Screen):
     def refresh_view(self, tab: str, changes: Changes | None) -> None:
         """Bring the visible view up to date. `changes` None: everything it shows may have changed."""
         app = self.app
+        if not self.view_ready(tab):
+            return
         if tab in PLOT_TABS:
             pane = self.query_one(f"#{tab}-pane")
             if hasattr(pane, "update_view"):
@@ -116,3 +149,13 @@ class MainScreen(Screen):
                 self.query_one(CompareView).show(app.model, selected, source, app.clock())
         elif tab == "runs":
             self.query_one(RunsView).refresh_ages()
+
+
+class _Done:
+    """An awaitable that is already complete (the Runs view is always mounted)."""
+
+    def __await__(self):
+        return iter(())
+
+
+_done = _Done

@@ -15,6 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
@@ -208,6 +209,17 @@ class RunsTable(DataTable):
         def __init__(self, run_id: str) -> None:
             super().__init__()
             self.run_id = run_id
+
+    # Every column has a fixed width and every row is one line high, so DataTable's measuring of cell contents
+    # (all cells of new rows; a whole column whenever an updated cell gets narrower) is wasted work: it cost
+    # ~0.3 s per 1,000 rows added and made live updates of a sorted column O(rows). Only the virtual size is needed.
+    def _update_dimensions(self, new_rows) -> None:
+        header_height = self.header_height if self.show_header else 0
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        self.virtual_size = Size(width + self._row_label_column_width, self._total_row_height + header_height)
+
+    def _update_column_widths(self, updated_cells) -> None:
+        pass
 
     def action_toggle_select(self) -> None:
         run_id = self.cursor_run_id()
