@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from experiments.devices import parse_device, visible_gpu_count
-from experiments.store import Store, pid_alive
+from experiments.store import Store, pid_alive, process_start_time
 
 POLL_S = 0.25
 
@@ -87,6 +87,8 @@ class Scheduler:
         if gpu_ids:
             argv += ["--gpus", ",".join(map(str, gpu_ids))]
         proc = spawn_detached(argv, self.store.log_path(run_id))
+        # the run now belongs to this worker: only its exit may end it (a resume may re-queue it meanwhile)
+        self.store.update_run(run_id, pid=proc.pid, pid_started=process_start_time(proc.pid))
         self.active[run_id] = (proc, gpu_ids)
         self.log(f"started {run_id} (pid {proc.pid}{', gpu ' + str(gpu_ids) if gpu_ids else ''})")
 
@@ -98,7 +100,8 @@ class Scheduler:
             del self.active[run_id]
             self.free_gpu_slots.extend(gpu_ids)
             run = self.store.get_run(run_id)
-            if run and run["status"] in ("queued", "running"):  # the worker died without recording an end
+            owned = run is not None and run["pid"] == proc.pid
+            if owned and run["status"] in ("queued", "running"):  # the worker died without recording an end
                 if code < 0:
                     self.store.finish_run(run_id, "lost", error=f"worker killed by signal {-code}")
                 else:

@@ -1,8 +1,11 @@
 """The main screen: top bar, the views as tabs (Runs, Curves, LR effects, Dead ReLUs, Compare, Launch), footer."""
 from __future__ import annotations
 
+import asyncio
+
 from textual import on
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -78,20 +81,43 @@ class MainScreen(Screen):
             self.ensure_view(tab)
 
     def view_ready(self, tab: str) -> bool:
-        return tab == "runs" or bool(self.query(f"TabPane#{tab} > *"))
+        return tab == "runs" or any(child.is_mounted for child in self.query(f"TabPane#{tab} > *"))
 
     @property
     def active_tab(self) -> str:
         return self.query_one("#views", TabbedContent).active
 
     def show_tab(self, tab: str) -> None:
-        self.ensure_view(tab)
+        """Switch to a view and focus it in the same step (otherwise Textual moves the focus of the hidden table to
+        some other widget, and a focused widget in another pane switches the tabs back)."""
+        if self.view_ready(tab):
+            self.query_one("#views", TabbedContent).active = tab
+            self._focus_tab(tab)
+        else:
+            self.run_worker(self._show_when_ready(tab), group="show-tab", exclusive=True)
+
+    async def _show_when_ready(self, tab: str) -> None:
+        await self.ensure_view(tab)
+        for _ in range(100):
+            if self.view_ready(tab):
+                break
+            await asyncio.sleep(0.01)
         self.query_one("#views", TabbedContent).active = tab
         self._focus_tab(tab)
 
-    def _focus_tab(self, tab: str) -> None:
+    def _focus_tab(self, tab: str, attempts: int = 50) -> None:
         if not self.view_ready(tab):
-            self.call_after_refresh(self._focus_tab, tab)
+            if attempts:
+                self.call_after_refresh(self._focus_tab, tab, attempts - 1)
+            return
+        try:
+            self._focus_view(tab)
+        except NoMatches:  # mounted, children not yet: next frame
+            if attempts:
+                self.call_after_refresh(self._focus_tab, tab, attempts - 1)
+
+    def _focus_view(self, tab: str) -> None:
+        if self.active_tab != tab:
             return
         if tab == "runs":
             self.query_one("#runs-table").focus()
@@ -134,9 +160,15 @@ class MainScreen(Screen):
 
     def refresh_view(self, tab: str, changes: Changes | None) -> None:
         """Bring the visible view up to date. `changes` None: everything it shows may have changed."""
-        app = self.app
         if not self.view_ready(tab):
             return
+        try:
+            self._refresh_view(tab, changes)
+        except NoMatches:  # a view still composing; its tab activation refreshes it
+            pass
+
+    def _refresh_view(self, tab: str, changes: Changes | None) -> None:
+        app = self.app
         if tab in PLOT_TABS:
             pane = self.query_one(f"#{tab}-pane")
             if hasattr(pane, "update_view"):

@@ -152,7 +152,10 @@ def form_to_toml(raw: dict) -> str:
 class LaunchView(Horizontal):
     """File list | preview + options, or the form; ctrl+l (or the button) launches."""
 
-    BINDINGS = [Binding("ctrl+l", "launch", "Launch", priority=True)]
+    BINDINGS = [
+        Binding("ctrl+l", "launch", "Launch", priority=True),
+        Binding("escape", "focus_files", "Back to list", show=False),
+    ]
 
     class Launched(Message):
         def __init__(self, result: CommandResult) -> None:
@@ -323,6 +326,9 @@ class LaunchView(Horizontal):
     def form_path(self, name: str) -> Path:
         return self.runs_dir / "launched" / f"{name}.toml"
 
+    def action_focus_files(self) -> None:
+        self.query_one("#launch-files", OptionList).focus()
+
     # -- launching ------------------------------------------------------------------------------------------------
     @on(Button.Pressed, "#launch-file-button, #launch-form-button")
     def _button(self) -> None:
@@ -371,6 +377,7 @@ class LaunchView(Horizontal):
             runs = result.payload.get("runs", [])
             box.update(Text.assemble(("started ", "green"), (exp, "bold green"),
                                      (f": {len(runs)} runs, detached (they go on if the dashboard closes)", "green")))
+            self.action_focus_files()  # digits switch views again (1: Runs)
         else:
             box.update(Text(result.message, style="red"))
         self.reload_files()

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -18,6 +20,7 @@ from textual.containers import Vertical
 from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from experiments.report import MISSING, format_duration, status_style
 from experiments.store import STATUSES
@@ -221,6 +224,77 @@ class RunsTable(DataTable):
     def _update_column_widths(self, updated_cells) -> None:
         pass
 
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False):
+        """DataTable's cell rendering with a fast path for body cells (one line, fixed width): the Text is cut or
+        padded to the column width directly instead of going through Rich's Padding/Styled/render_lines pipeline,
+        which made a full-table redraw (tab switch, focus change) cost ~150 ms at 120x36 on 2 cores."""
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        cache_key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor, self._update_count,
+                     self._pseudo_class_state)
+        lines = self._cell_render_cache.get(cache_key)
+        if lines is not None:
+            return lines
+        row = self.rows[row_key]
+        if row.height != 1:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        base_style += Style.from_meta({"row": row_index, "column": column_index})
+        cell = self._get_row_renderables(row_index)[1][column_index]
+        component_style, post_style = self._get_styles_to_render_cell(
+            False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover, cursor,
+            self.show_cursor, self._show_hover_cursor, self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css")
+        text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+        text.no_wrap = True
+        pad = self.cell_padding
+        inner = max(0, width - 2 * pad)
+        length = text.cell_len
+        if length > inner:
+            text.truncate(inner, overflow="ellipsis")
+        elif length < inner:
+            if text.justify == "right":
+                text.pad_left(inner - length)
+            else:
+                text.pad_right(inner - length)
+        if pad:
+            text.pad_left(pad)
+            text.pad_right(pad)
+        segments = list(Segment.apply_style(text.render(self.app.console), base_style + component_style,
+                                            post_style))
+        lines = [segments]
+        self._cell_render_cache[cache_key] = lines
+        return lines
+
+    def update_rows(self, updates: dict[str, dict[str, object]]) -> None:
+        """Set cells of a few rows and re-render only those rows.
+
+        DataTable.update_cell bumps a counter that is part of every render cache key, so one changed cell makes the
+        next frame re-render every visible cell (~100 ms for 30 rows x 12 columns on a 2-core machine): once per
+        poll while runs train, the UI would spend much of its time there. Here the data changes in place and only
+        the cache entries of the changed rows are dropped."""
+        if not updates:
+            return
+        keys = set()
+        for run_id, cells in updates.items():
+            row_key = RowKey(run_id)
+            if row_key not in self._row_locations:
+                continue
+            data = self._data[row_key]
+            for column_key, value in cells.items():
+                data[ColumnKey(column_key)] = value
+            keys.add(row_key)
+        for cache in (self._cell_render_cache, self._row_render_cache):
+            for key in [k for k in cache.keys() if k[0] in keys]:
+                cache.discard(key)
+        for row_key in keys:
+            self._row_renderable_cache.discard((self._update_count, self._row_locations.get(row_key)))
+        self._line_cache.clear()
+        for row_key in keys:
+            self.refresh_row(self._row_locations.get(row_key))
+
     def action_toggle_select(self) -> None:
         run_id = self.cursor_run_id()
         if run_id is not None:
@@ -269,6 +343,7 @@ class RunsView(Vertical):
         self.widths: dict[str, int] = {c.key: c.width for c in COLUMNS}
         self._cells: dict[str, list] = {}  # run id -> cells shown (to update only what changed)
         self._visible: set[str] = set()
+        self._pending: dict[str, dict[str, object]] = {}  # cell updates applied together (one re-render)
         self._age_tick = 0.0
 
     def compose(self) -> ComposeResult:
@@ -409,10 +484,11 @@ class RunsView(Vertical):
                 table.add_row(*cells, key=run_id)
                 self._visible.add(run_id)
                 added = True
+        if now - self._age_tick >= 5.0:
+            self.refresh_ages(now, flush=False)
+        self._flush()
         if added or (moved and sort_col.key not in ("run", "exp", "age", "net", "opt", "lr")):
             self._resort()
-        if now - self._age_tick >= 5.0:
-            self.refresh_ages(now)
         if changed or removed:
             self.update_info()
 
@@ -421,17 +497,17 @@ class RunsView(Vertical):
         run_id = run["id"]
         cells = run_cells(run, now, self.keys, selected, self.widths)
         old = self._cells.get(run_id)
-        sort_changed = False
-        table = self.table
-        for i, key in enumerate(self.keys):
-            if old is None or cells[i] != old[i]:
-                table.update_cell(run_id, key, cells[i])
-                if key == self.sort_key:
-                    sort_changed = True
+        changed = {key: cells[i] for i, key in enumerate(self.keys) if old is None or cells[i] != old[i]}
         self._cells[run_id] = cells
-        return sort_changed
+        if changed:
+            self._pending[run_id] = changed
+        return self.sort_key in changed
 
-    def refresh_ages(self, now: float | None = None) -> None:
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        self.table.update_rows(pending)
+
+    def refresh_ages(self, now: float | None = None, flush: bool = True) -> None:
         """Ages tick without any store change: refresh the cells whose text changed (minutes rarely do)."""
         now = self.clock() if now is None else now
         self._age_tick = now
@@ -447,7 +523,9 @@ class RunsView(Vertical):
             new = Text(format_age(now - created if created else None), style="dim", justify="right")
             if new != cells[index]:
                 cells[index] = new
-                self.table.update_cell(run_id, "age", new)
+                self._pending.setdefault(run_id, {})["age"] = new
+        if flush:
+            self._flush()
 
     def refresh_selection(self, run_ids: Iterable[str]) -> None:
         selected = self.app.selected
@@ -457,7 +535,8 @@ class RunsView(Vertical):
                 continue
             mark = Text(MARK, style=SELECT_STYLE) if run_id in selected else " "
             cells[0] = mark
-            self.table.update_cell(run_id, "sel", mark)
+            self._pending.setdefault(run_id, {})["sel"] = mark
+        self._flush()
         self.update_info()
 
     def update_info(self) -> None:

@@ -1,0 +1,201 @@
+"""Run lifecycle with real worker processes: parallel sweeps, kill -9, detach, stop/resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import PROJECT, cli
+from experiments.store import Store
+
+SWEEP = """
+[experiment]
+name = "{name}"
+[data]
+name = "digits"
+[net]
+name = "mlp"
+hidden = [32]
+[optimizer]
+name = "momentum"
+lr = 0.05
+[train]
+epochs = {epochs}
+batch_size = {batch_size}
+log_every = 5
+seed = 7
+[grid]
+{grid}
+"""
+
+
+def experiment(tmp_path, name="sweep", epochs=3, batch_size=64, grid='"optimizer.lr" = [0.1]'):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SWEEP.format(name=name, epochs=epochs, batch_size=batch_size, grid=grid))
+    return path
+
+
+def ls(runs_dir, *extra) -> list[dict]:
+    result = cli("ls", "--json", "--runs-dir", runs_dir, *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for(predicate, timeout, period=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout}s")
+
+
+class PollingReader(threading.Thread):
+    """A reader polling the store incrementally while workers write, as the dashboard does."""
+
+    def __init__(self, runs_dir):
+        super().__init__(daemon=True)
+        self.runs_dir, self.errors, self.rows, self.stop = runs_dir, [], 0, threading.Event()
+
+    def run(self):
+        store, last = None, 0
+        while not self.stop.is_set():
+            try:
+                store = store or Store(self.runs_dir)
+                rows = store.metrics_since_all(last)
+                if rows:
+                    assert rows[0][0] > last
+                    last = rows[-1][0]
+                    self.rows += len(rows)
+                store.list_runs()
+                store.reap_lost()
+            except Exception as e:
+                if store is not None or "no runs" not in str(e):  # before the first run exists is fine
+                    self.errors.append(repr(e))
+            time.sleep(0.05)
+
+
+def test_parallel_sweep_of_8_runs_completes_intact_while_a_reader_polls(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, grid='"optimizer.lr" = [0.01, 0.02, 0.05, 0.1]\n"train.seed" = [1, 2]')
+    reader = PollingReader(runs_dir)
+    reader.start()
+    result = cli("run", path, "--parallel", "4", "--runs-dir", runs_dir)
+    reader.stop.set()
+    reader.join()
+    assert result.returncode == 0, result.stderr
+    assert reader.errors == []
+    store = Store(runs_dir)
+    runs = store.list_runs()
+    assert len(runs) == 8 and {r["status"] for r in runs} == {"completed"}
+    for run in runs:
+        steps = [row[1] for row in store.metrics_since(run["id"], keys=["train_loss"])]
+        assert steps == sorted(set(steps)) and steps[-1] == run["total_steps"]  # no gap at the end, no duplicate
+        assert len(store.metrics_since(run["id"], keys=["val_acc"])) == 3
+    assert reader.rows == store.conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+    # they really overlapped: 4 at a time means some run started before another ended
+    starts = sorted(r["started"] for r in runs)
+    ends = sorted(r["ended"] for r in runs)
+    assert starts[3] < ends[0]
+
+
+def start_detached(tmp_path, path, runs_dir, *extra):
+    result = cli("run", path, "--detach", "--json", "--runs-dir", runs_dir, *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_kill_9_marks_the_run_lost_within_10s_and_resume_finishes_it(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, name="long", epochs=12, batch_size=8)
+    started = start_detached(tmp_path, path, runs_dir)
+    run_id = started["runs"][0]
+    store = Store(runs_dir)
+    checkpoint = store.run_dir(run_id) / "checkpoint.json"
+    wait_for(lambda: checkpoint.exists() and store.get_run(run_id)["step"] > 0, 60)
+    run = store.get_run(run_id)
+    # take the scheduler down first (as a reboot or OOM killer would): only the heartbeat can tell then
+    scheduler_pid = int(os.popen(f"pgrep -f 'experiments.lifecycle.*{runs_dir}'").read().split()[0])
+    os.kill(scheduler_pid, signal.SIGKILL)
+    os.kill(run["pid"], signal.SIGKILL)
+    killed_at = time.time()
+    rows_at_kill = len(store.metrics_since(run_id))
+    lost = wait_for(lambda: [r for r in ls(runs_dir) if r["id"] == run_id and r["status"] == "lost"], 15, 0.5)
+    assert time.time() - killed_at <= 10.0
+    assert lost[0]["error"]
+    assert len(store.metrics_since(run_id)) == rows_at_kill  # nothing recorded before is lost
+    assert rows_at_kill > 0
+
+    result = cli("resume", run_id, "--wait", "--runs-dir", runs_dir, timeout=240)
+    assert result.returncode == 0, result.stderr + result.stdout
+    run = store.get_run(run_id)
+    assert run["status"] == "completed" and run["step"] == run["total_steps"]
+    steps = [row[1] for row in store.metrics_since(run_id, keys=["train_loss"])]
+    assert steps == sorted(set(steps))  # the resumed worker did not duplicate rows
+
+
+def test_detached_sweep_survives_the_end_of_the_launching_session(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, name="detached", epochs=6, batch_size=16, grid='"optimizer.lr" = [0.01, 0.1]')
+    # a login shell of its own: it launches the sweep, then its whole session is killed (an SSH drop)
+    shell = subprocess.Popen(["bash", "-c", f"{sys.executable} -m experiments.cli run {path} --detach "
+                              f"--runs-dir {runs_dir}; sleep 30"], cwd=PROJECT, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (runs_dir / "mxdash.db").exists() and ls(runs_dir), 60)
+    os.killpg(shell.pid, signal.SIGHUP)
+    os.killpg(shell.pid, signal.SIGKILL)
+    shell.wait()
+    runs = wait_for(lambda: (lambda rs: rs if all(r["status"] == "completed" for r in rs) else None)(ls(runs_dir)),
+                    180, 1.0)
+    assert len(runs) == 2
+
+
+def test_stop_then_resume_equals_uninterrupted(tmp_path):
+    mx = pytest.importorskip("mxnet")
+    import numpy as np
+
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, name="stopresume", epochs=8, batch_size=8,
+                      grid='"experiment.description" = ["straight", "stopped"]')
+    started = start_detached(tmp_path, path, runs_dir, "--parallel", "2")
+    straight_id, stopped_id = started["runs"]
+    store = Store(runs_dir)
+    wait_for(lambda: store.get_run(stopped_id)["step"] > 100, 90)
+    result = cli("stop", stopped_id, "--runs-dir", runs_dir)
+    assert result.returncode == 0 and f"{stopped_id}: stopped" in result.stdout, result.stdout + result.stderr
+    stopped_at = store.get_run(stopped_id)["step"]
+    assert 0 < stopped_at < store.get_run(stopped_id)["total_steps"]
+    result = cli("resume", stopped_id, "--wait", "--runs-dir", runs_dir, timeout=300)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: store.get_run(straight_id)["status"] == "completed", 120)
+    a = mx.nd.load(str(store.run_dir(straight_id) / "checkpoint.params"))
+    b = mx.nd.load(str(store.run_dir(stopped_id) / "checkpoint.params"))
+    for key in a:
+        assert np.array_equal(a[key].asnumpy(), b[key].asnumpy()), key
+
+
+def test_unknown_ids_and_missing_runs_dir_exit_2(tmp_path):
+    missing = cli("ls", "--runs-dir", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "no runs directory" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = cli("ls", "--runs-dir", tmp_path / "empty")
+    assert empty.returncode == 2 and "holds no runs yet" in empty.stderr
+    Store(tmp_path / "runs", create=True)
+    for command in (["show", "nope.1"], ["compare", "nope.1", "nope.2"], ["stop", "nope"], ["resume", "nope"],
+                    ["export", "nope", "--out", tmp_path / "x"]):
+        result = cli(*command, "--runs-dir", tmp_path / "runs")
+        assert result.returncode == 2 and "unknown run or experiment id: nope" in result.stderr, command
+
+
+def test_newer_schema_is_refused(tmp_path):
+    store = Store(tmp_path / "runs", create=True)
+    store.conn.execute("PRAGMA user_version = 99")
+    result = cli("ls", "--runs-dir", tmp_path / "runs")
+    assert result.returncode == 2 and "written by a newer mxdash (schema 99" in result.stderr
