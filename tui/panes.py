@@ -84,8 +84,27 @@ def short_ids(run_ids: Sequence[str], runs: dict) -> tuple[dict[str, str], str]:
     return {rid: rid for rid in run_ids}, ""
 
 
-def run_label(short: str, row: dict) -> str:
-    return f"{short} {row.get('optimizer') or '?'} {format_lr(row.get('lr'))}"
+def run_label(short: str, row: dict, extra: Sequence[str] = ()) -> str:
+    """`#3 adam 1e-3`, plus the values of whatever else differs between the shown runs (`leaky_relu`)."""
+    return " ".join([short, row.get("optimizer") or "?", format_lr(row.get("lr")), *extra])
+
+
+def distinguishing_values(rows: Sequence[dict]) -> list[list[str]]:
+    """Per run, the values of the config keys (besides optimizer and lr) that differ between these runs, so two
+    runs that differ only in, say, the activation get different legend labels."""
+    from experiments.report import MISSING, differing_config
+
+    configs = [{"config": row.get("config") or {}} for row in rows]
+    keys = [(key, values) for key, values in differing_config(configs)
+            if key not in ("optimizer.name", "optimizer.lr", "experiment.description")
+            and all(value != MISSING for value in values)]
+    return [[_compact(values[i]) for _, values in keys] for i in range(len(rows))]
+
+
+def _compact(value) -> str:
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    return format_lr(value) if isinstance(value, float) else str(value)
 
 
 def natural_key(text: str) -> list:
@@ -98,9 +117,10 @@ def snapshot_runs(model, selected: Sequence[str], keys: Callable[[str], list[str
     runs = [rid for rid in selected if rid in model.runs]
     short, experiment = short_ids(runs, model.runs)
     data = []
+    extras = distinguishing_values([model.runs[rid] for rid in runs]) if len(runs) > 1 else [[] for _ in runs]
     for index, rid in enumerate(runs):
         row = {name: model.runs[rid].get(name) for name in RUN_FIELDS}
-        run = RunData(rid, run_label(short[rid], row), index, row)
+        run = RunData(rid, run_label(short[rid], row, extras[index]), index, row)
         per_run = model.series.get(rid, {})
         for key in keys(rid):
             series = per_run.get(key)
