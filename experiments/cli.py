@@ -164,8 +164,11 @@ def cmd_ls(args) -> int:
     from experiments.report import status_text
 
     table = Table(box=None, pad_edge=False)
+    # ids must never be cut (users copy them into `show`/`stop`); the experiment column gives way first
+    min_widths = {"id": max([len(r["id"]) for r in runs] + [2]), "status": 9, "optimizer": 8, "epoch": 7}
     for column in ("id", "experiment", "net", "optimizer", "lr", "status", "epoch", "final loss", "best val acc"):
-        table.add_column(column, justify="right" if column in ("lr", "epoch", "final loss", "best val acc") else "left")
+        table.add_column(column, justify="right" if column in ("lr", "epoch", "final loss", "best val acc") else "left",
+                         min_width=min_widths.get(column), no_wrap=column in min_widths)
     for r in runs:
         table.add_row(r["id"], r["experiment_id"], r["net"], r["optimizer"], f"{r['lr']:g}", status_text(r["status"]),
                       f"{r['epoch'] or 0:.1f}/{r['epochs']}",
@@ -183,8 +186,9 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(runs[0] if len(runs) == 1 else runs, default=str, indent=1))
         return 0
+    out = console()
     for run in runs:
-        console().print(render_show(store, run))
+        out.print(render_show(store, run, out.width))
     return 0
 
 

@@ -178,13 +178,13 @@ def finite_range(values) -> tuple[float, float] | None:
 
 
 # -- show ------------------------------------------------------------------------------------------------------------
-def render_show(store, run: dict) -> Group:
+def render_show(store, run: dict, width: int = 120) -> Group:
     """Everything about one run: header, config, metrics, problems, sparklines, log tail."""
     parts = [_show_header(run), _show_config(run.get("config") or {}), _show_metrics(run)]
     problem = _show_problem(run)
     if problem is not None:
         parts.append(problem)
-    parts.append(_show_sparklines(store, run))
+    parts.append(_show_sparklines(store, run, width))
     log_tail = _show_log_tail(store.log_path(run["id"]))
     if log_tail is not None:
         parts.append(log_tail)
@@ -256,7 +256,7 @@ def _show_problem(run: dict) -> Group | None:
     return Group(*parts) if parts else None
 
 
-def _show_sparklines(store, run: dict) -> Table:
+def _show_sparklines(store, run: dict, width: int = 120) -> Table:
     """train_loss, val_loss, val_acc and every dead/<layer> series, fetched in one pass over the run's metrics."""
     keys = ["train_loss", "val_loss", "val_acc"]
     keys += sorted(key for key in store.metric_keys(run["id"]) if key.startswith("dead/"))
@@ -264,11 +264,14 @@ def _show_sparklines(store, run: dict) -> Table:
     for _id, _step, _epoch, _wall, key, value in store.metrics_since(run["id"], keys=keys):
         series[key].append(value)
     table = Table(title="curves", title_justify="left", show_header=False, box=None, padding=(0, 1))
-    table.add_column(style="dim")
-    table.add_column(justify="right")
+    label_width = max(len(key) for key in keys)
+    # the rest of the row (bounds, last value, padding) takes ~48 cells; the sparkline gets what is left
+    spark_width = max(8, min(SPARK_WIDTH, width - label_width - 48))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
     table.add_column(no_wrap=True)
-    table.add_column()
-    table.add_column(style="dim")
+    table.add_column(no_wrap=True)
+    table.add_column(style="dim", no_wrap=True)
     for key in keys:
         values = series[key]
         bounds = finite_range(values)
@@ -276,7 +279,7 @@ def _show_sparklines(store, run: dict) -> Table:
             table.add_row(key, "", Text("no data", style="dim"), "", "")
             continue
         low, high = bounds
-        table.add_row(key, format_number(low), sparkline(values, SPARK_WIDTH), format_number(high),
+        table.add_row(key, format_number(low), sparkline(values, spark_width), format_number(high),
                       f"last {format_number(values[-1])}  ({len(values)} pts)")
     return table
 
@@ -307,11 +310,18 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
 # -- compare ---------------------------------------------------------------------------------------------------------
 def render_compare(store, runs: list[dict]) -> Table:
     """One column per run: the config keys that differ, then outcome rows with the best value in each highlighted."""
-    table = Table(title="compare", title_justify="left")
-    table.add_column("", style="bold")
-    for run in runs:
-        table.add_column(Text(run["id"]), justify="right")
-    for key, values in differing_config(runs):
+    experiments = {run.get("experiment_id") for run in runs}
+    shared = experiments.pop() if len(experiments) == 1 else None
+    # runs of one experiment: `#3` headers (the experiment in the title) leave the room to the values
+    headers = [f"#{run['id'][len(shared) + 1:]}" if shared and run["id"].startswith(f"{shared}.") else run["id"]
+               for run in runs]
+    table = Table(title=f"compare {shared or ''}", title_justify="left")
+    differing = differing_config(runs)
+    labels = [key for key, _ in differing] + ["final train loss", "best val acc"]
+    table.add_column("", style="bold", no_wrap=True, min_width=min(28, max(len(label) for label in labels)))
+    for header in headers:
+        table.add_column(Text(header), justify="right", no_wrap=True)
+    for key, values in differing:
         table.add_row(Text(key), *(Text(format_value(value)) for value in values))
     table.add_section()
     table.add_row("status", *(status_text(run.get("status")) for run in runs))

@@ -88,7 +88,7 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5)
-        return out.stdout.strip() or None
+        return out.stdout.strip() if out.returncode == 0 else None  # not a repository, or no commit yet
     except Exception:
         return None
 

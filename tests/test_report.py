@@ -137,7 +137,8 @@ def test_render_compare(store):
     runs = store.resolve(run_ids)
     table = render_compare(store, runs)
     text = render(table)
-    for expected in (*run_ids, "optimizer.lr", "net.hidden", "status", "completed", "final train loss",
+    assert "compare t-1" in text and [f"#{i}" for i in (1, 2, 3)] == [str(c.header) for c in table.columns[1:]]
+    for expected in ("optimizer.lr", "net.hidden", "status", "completed", "final train loss",
                      "best val loss", "best val acc", "final dead/dense0", "final dead/dense1", "steps", "duration"):
         assert expected in text, expected
     assert "data.name" not in text and "train.seed" not in text  # equal everywhere: not shown
