@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the dashboard in a real terminal (tmux, 120x36), as a user would drive it:
 #   open `mxdash --runs-dir X` on an empty dir -> Launch view -> pick experiments/optimizers.toml, parallel 2,
-#   --set train.epochs=40 -> ctrl+l -> runs appear in the Runs view -> curves grow in the Curves view -> stop the
-#   sgd run (s, y) -> quit (q) -> `mxdash ls` shows the sweep finishing without the dashboard: 4 completed, 1 stopped.
+#   --set train.epochs=60 -> ctrl+l -> runs appear in the Runs view -> curves grow in the Curves view -> stop the
+#   rmsprop run (s, y) -> quit (q) -> `mxdash ls` shows the sweep finishing without the dashboard: 4 completed, 1 stopped.
 # Usage: benchmarks/tmux_e2e.sh [MXDASH_BIN]   (default: mxdash next to the Python in /work/venv, else on PATH)
 # Exit 0 when every check passed; screens are saved in $OUT (printed at the end) for a look.
 set -euo pipefail
@@ -55,7 +55,7 @@ keys Enter                 # focus the parallel input
 sleep 0.3
 keys 2 Tab                 # parallel 2, then the --set input
 sleep 0.3
-keys "train.epochs=40"
+keys "train.epochs=60"
 sleep 0.3
 keys C-l
 wait_for "started optimizers-[0-9]+" 120 "launched detached"
@@ -69,7 +69,7 @@ wait_for "running" 120 "a run is running"
 
 # 4. curves grow: the Curves view shows braille plot cells, and they change while training
 keys 2
-wait_for "[⠁-⣿]" 60 "curves drawn"
+wait_for "(⣀|⠉|⡇|⢸|⣿|⠒)" 60 "curves drawn"
 sleep 4
 before=$(screen | md5sum)
 sleep 5
@@ -77,17 +77,18 @@ after=$(screen | md5sum)
 [ "$before" != "$after" ] || fail "the curves did not change while runs train"
 pass "curves grow"
 
-# 5. stop the sgd run: filter to it, s, y
+# 5. stop the rmsprop run (the last of the grid: queued or running now): filter to it, s, y
 keys 1
 sleep 0.5
 keys /
 sleep 0.3
-keys "opt:sgd" Enter
-wait_for "$EXP\.1 " 10 "filtered to the sgd run"
+keys "opt:rmsprop" Enter
+wait_for "$EXP\.5 " 10 "filtered to the rmsprop run"
+wait_for "space Select" 10 "table focused again (footer shows its keys)"
 keys s
 wait_for "Stop 1 run" 10 "stop confirmation"
 keys y
-wait_for "$EXP\.1 .*stopped" 120 "sgd run stopped"
+wait_for "$EXP\.5 .*stopped" 120 "rmsprop run stopped"
 
 # 6. quit; the other runs go on detached
 keys Enter

@@ -66,11 +66,12 @@ store.finish_run(run_id, "completed")
 
 
 async def first_paint_in_process(runs_dir: Path, size=(120, 36)) -> tuple[float, float]:
-    """(seconds from run_test() entry to the frame after all 1,000 rows are in the table, seconds to the first
-    poll's rows applied). Polls the state with 1 ms sleeps (Pilot.pause waits for the whole process to be idle,
-    which background threads delay)."""
+    """(seconds from run_test() entry to the frame showing a screenful of rows, seconds until all 1,000 rows are
+    in the table). Polls the state with 1 ms sleeps (Pilot.pause waits for the whole process to be idle, which
+    background threads delay)."""
     app = MxdashApp(runs_dir, machine_probe=False)
     start = time.perf_counter()
+    painted = None
     async with app.run_test(size=size):
         while True:
             await asyncio.sleep(0.001)
@@ -78,17 +79,18 @@ async def first_paint_in_process(runs_dir: Path, size=(120, 36)) -> tuple[float,
                 table = app.main.query_one(RunsView).table
             except Exception:
                 continue
+            if painted is None and table.row_count >= size[1]:
+                refreshed = asyncio.get_running_loop().create_future()
+                app.screen.call_after_refresh(lambda: refreshed.done() or refreshed.set_result(None))
+                await refreshed
+                painted = time.perf_counter() - start
             if table.row_count >= 1000:
                 break
             if time.perf_counter() - start > 30:
                 raise RuntimeError("no rows after 30 s")
-        refreshed = asyncio.get_running_loop().create_future()
-        app.screen.call_after_refresh(lambda: refreshed.done() or refreshed.set_result(None))
-        await refreshed
-        painted = time.perf_counter() - start
-        applied = (app.first_rows_at or time.perf_counter()) - start
+        all_rows = time.perf_counter() - start
         await app.workers.wait_for_complete()
-    return painted, applied
+    return painted, all_rows
 
 
 def first_paint_tmux(runs_dir: Path, run_id: str) -> float | None:
@@ -250,7 +252,7 @@ def main() -> int:
         results["store_1000_build_s"] = time.perf_counter() - t
         paints = [asyncio.run(first_paint_in_process(big1000)) for _ in range(repeats)]
         results["first_paint_s"] = statistics.median(p[0] for p in paints)
-        results["first_rows_applied_s"] = statistics.median(p[1] for p in paints)
+        results["all_rows_s"] = statistics.median(p[1] for p in paints)
         newest = Store(big1000).list_runs()[-1]["id"]
         tmux = [first_paint_tmux(big1000, newest) for _ in range(max(1, repeats // 2))]
         tmux = [v for v in tmux if v is not None]
@@ -271,7 +273,7 @@ def main() -> int:
     rows = [
         ("first paint, 1,000 runs (in-process)", f"{results['first_paint_s'] * 1000:.0f} ms",
          f"< {FIRST_PAINT_TARGET_S * 1000:.0f} ms", results["first_paint_s"] / FIRST_PAINT_TARGET_S),
-        ("  first poll applied", f"{results['first_rows_applied_s'] * 1000:.0f} ms", "", None),
+        ("  all 1,000 rows in the table", f"{results['all_rows_s'] * 1000:.0f} ms", "", None),
     ]
     if results["first_paint_tmux_s"] is not None:
         rows.append(("first paint, 1,000 runs (tmux, process start)", f"{results['first_paint_tmux_s'] * 1000:.0f} ms",

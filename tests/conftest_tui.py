@@ -192,7 +192,7 @@ async def settle(pilot, rounds: int = 400) -> None:
     for _ in range(rounds):
         await wait_workers(app)
         await pilot.pause()
-        if app.polls and not app._polling and not app.catching_up:
+        if not app.busy:
             await wait_workers(app)
             await pilot.pause()
             return

@@ -106,8 +106,11 @@ def test_cnn_impossible_size_names_the_key():
     with pytest.raises(ValueError, match="kernels"):
         nets.build_net("cnn", {"channels": [4], "kernels": [9], "strides": [1], "padding": [0]},
                        DataInfo("image", (1, 8, 8), 10))
-    with pytest.raises(ValueError, match="kernels"):
-        nets.build_net("cnn", {"channels": [4, 4], "kernels": [3]}, DataInfo("image", (1, 8, 8), 10))
+    with pytest.raises(ValueError, match="kernels"):  # distinct per-stage values must match the stage count
+        nets.build_net("cnn", {"channels": [4, 4], "kernels": [3, 5, 7]}, DataInfo("image", (1, 8, 8), 10))
+    # one value (or all equal values) means "this value at every stage"
+    net = nets.build_net("cnn", {"channels": [4, 4, 4], "kernels": [3], "strides": [1, 1]}, DataInfo("image", (1, 8, 8), 10))
+    assert [c._kwargs["kernel"] for c in net._children.values() if type(c).__name__ == "Conv2D"] == [(3, 3)] * 3
 
 
 @pytest.mark.parametrize("name,kind,params", [("mlp", "image", {}), ("cnn", "image", {"dropout": 0.5}),

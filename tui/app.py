@@ -98,6 +98,8 @@ class MxdashApp(App):
         self._polling = False
         self._poll_error: str | None = None
         self._poll_timer = None
+        self._main_ready = False
+        self._early: list[Polled] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def get_default_screen(self) -> MainScreen:
@@ -105,19 +107,35 @@ class MxdashApp(App):
 
     def on_mount(self) -> None:
         self.sub_title = str(self.runs_dir)
+        self._poll_timer = self.set_interval(self.poll_interval, self.poll)
+        self.poll()  # the first read runs in its thread while the screen is being built
 
     def start_polling(self) -> None:
-        """Called by the main screen once its views are mounted."""
-        if self._poll_timer is not None:
+        """Called by the main screen once its views are mounted: apply what was read meanwhile."""
+        if self._main_ready:
             return
-        self._poll_timer = self.set_interval(self.poll_interval, self.poll)
-        self.poll()
+        self._main_ready = True
+        early, self._early = self._early, []
+        for message in early:
+            self.on_polled(message)
+        if self.catching_up and not self._polling:
+            self.poll()
         if self.machine_probe:
             self.set_interval(self.machine_interval, self._probe_machine)
             self._probe_machine()
 
     def on_unmount(self) -> None:
         self.poller.close()
+
+    @property
+    def busy(self) -> bool:
+        """Still reading or showing the store: a poll in flight, catching up, or the runs table filling."""
+        if self._polling or self.catching_up or not self.polls:
+            return True
+        try:
+            return self.main.query_one(RunsView).filling
+        except Exception:
+            return True
 
     @property
     def main(self) -> MainScreen:
@@ -145,6 +163,9 @@ class MxdashApp(App):
             self.post_message(Polled(result))
 
     def on_polled(self, message: Polled) -> None:
+        if not self._main_ready:
+            self._early.append(message)
+            return
         result = message.result
         self.polls += 1
         self.store_message = None if result.store_ok else result.message

@@ -344,6 +344,9 @@ class RunsView(Vertical):
         self._cells: dict[str, list] = {}  # run id -> cells shown (to update only what changed)
         self._visible: set[str] = set()
         self._pending: dict[str, dict[str, object]] = {}  # cell updates applied together (one re-render)
+        self._fill_queue: list[str] = []  # run ids still to add after a rebuild (in display order)
+        self._fill_generation = 0
+        self._resort_after_fill = False
         self._age_tick = 0.0
 
     def compose(self) -> ComposeResult:
@@ -407,24 +410,56 @@ class RunsView(Vertical):
         self._setup_columns(self.app.size.width)
 
     # -- data -----------------------------------------------------------------------------------------------------
+    FIRST_ROWS = 80  # rows added before the first paint; the rest follow in chunks, a frame apart
+    CHUNK_ROWS = 400
+
     def rebuild(self, cursor: str | None = None) -> None:
-        """Re-fill the table from the model (filter or columns changed)."""
-        model, selected = self.app.model, self.app.selected
+        """Re-fill the table from the model (filter, sort or columns changed). The rows on screen come first;
+        the others are added in chunks after the next frames, so 1,000 runs paint at once."""
+        model = self.app.model
         table = self.table
         if cursor is None:
             cursor = table.cursor_run_id()
         table.clear()
         self._cells.clear()
+        self._pending.clear()
         now = self.clock()
         runs = [run for run in model.runs.values() if self.filter.matches(run)]
         runs.sort(key=self._sort_func(now), reverse=self.sort_reverse)
-        for run in runs:
-            cells = run_cells(run, now, self.keys, run["id"] in selected, self.widths)
-            self._cells[run["id"]] = cells
-            table.add_row(*cells, key=run["id"])
-        self._visible = {run["id"] for run in runs}
-        self._restore_cursor(cursor)
+        order = [run["id"] for run in runs]
+        self._visible = set(order)
+        self._fill_generation += 1
+        self._fill_queue = order
+        self._fill(self._fill_generation, self.FIRST_ROWS, cursor)
         self.update_info()
+
+    @property
+    def filling(self) -> bool:
+        """True while rows are still being added after a rebuild."""
+        return bool(self._fill_queue)
+
+    def _fill(self, generation: int, count: int, cursor: str | None) -> None:
+        if generation != self._fill_generation or not self._fill_queue:
+            return
+        chunk, self._fill_queue = self._fill_queue[:count], self._fill_queue[count:]
+        model, selected, table = self.app.model, self.app.selected, self.table
+        now = self.clock()
+        for run_id in chunk:
+            run = model.runs.get(run_id)
+            if run is None:
+                self._visible.discard(run_id)
+                continue
+            cells = run_cells(run, now, self.keys, run_id in selected, self.widths)
+            self._cells[run_id] = cells
+            table.add_row(*cells, key=run_id)
+        if cursor is not None and cursor in self._cells:
+            self._restore_cursor(cursor)
+            cursor = None
+        if self._fill_queue:
+            self.call_after_refresh(self._fill, generation, self.CHUNK_ROWS, cursor)
+        elif self._resort_after_fill:
+            self._resort_after_fill = False
+            self._resort()
 
     def _sort_func(self, now: float):
         col = COLUMN_BY_KEY[self.sort_key]
@@ -458,19 +493,28 @@ class RunsView(Vertical):
         """Update rows of changed runs, add new matching runs, drop removed or no-longer-matching ones."""
         model, selected = self.app.model, self.app.selected
         table = self.table
+        new = [rid for rid in changed if rid not in self._visible and rid in model.runs]
+        if len(new) > self.FIRST_ROWS:  # many new runs (the first poll): refill in display order, in chunks
+            self.rebuild()
+            return
         now = self.clock()
         added = moved = False
         sort_col = COLUMN_BY_KEY[self.sort_key]
         for run_id in removed:
-            if run_id in self._visible:
+            if run_id in self._cells:
                 table.remove_row(run_id)
-                self._visible.discard(run_id)
                 self._cells.pop(run_id, None)
+            self._visible.discard(run_id)
         for run_id in changed:
             run = model.runs.get(run_id)
             if run is None:
                 continue
             match = self.filter.matches(run)
+            if run_id in self._visible and run_id not in self._cells:
+                if not match:
+                    self._visible.discard(run_id)  # still queued: _fill skips it
+                    self._fill_queue = [rid for rid in self._fill_queue if rid != run_id]
+                continue  # still queued: its cells are computed when it is added
             if run_id in self._visible:
                 if not match:
                     table.remove_row(run_id)
@@ -478,6 +522,10 @@ class RunsView(Vertical):
                     self._cells.pop(run_id, None)
                     continue
                 moved |= self._update_row(run, now, run_id in selected)
+            elif match and self._fill_queue:  # a rebuild is still adding rows: queue it, sort at the end
+                self._fill_queue.append(run_id)
+                self._visible.add(run_id)
+                self._resort_after_fill = True
             elif match:
                 cells = run_cells(run, now, self.keys, run_id in selected, self.widths)
                 self._cells[run_id] = cells
@@ -487,7 +535,8 @@ class RunsView(Vertical):
         if now - self._age_tick >= 5.0:
             self.refresh_ages(now, flush=False)
         self._flush()
-        if added or (moved and sort_col.key not in ("run", "exp", "age", "net", "opt", "lr")):
+        if (added or (moved and sort_col.key not in ("run", "exp", "age", "net", "opt", "lr"))) \
+                and not self._fill_queue:
             self._resort()
         if changed or removed:
             self.update_info()
