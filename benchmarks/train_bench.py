@@ -191,7 +191,7 @@ class MxdashLoop:
         assert len(self.entries) == epochs, (len(self.entries), epochs)
         excluded = sum(end - begin for begin, end in self.spans[:-1])
         seconds = self.entries[-1] - start - excluded
-        return seconds, epochs * self.run.steps_per_epoch * self.run.batch_size
+        return seconds, epochs * self.run.data.steps_per_epoch(self.run.batch_size) * self.run.batch_size
 
 
 # -- benchmark --------------------------------------------------------------------------------------------------------
