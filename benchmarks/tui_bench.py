@@ -213,6 +213,9 @@ async def key_latency(runs_dir: Path, run_ids: list[str], seconds: float) -> dic
         for w in writers:
             w.wait()
     every = sorted(v for vals in latencies.values() for v in vals)
+    kinds: dict[str, list[float]] = {}
+    for key, vals in latencies.items():
+        kinds.setdefault(KEY_KINDS.get(key, key), []).extend(vals)
     return {
         "presses": len(every),
         "p50": statistics.median(every),
@@ -220,11 +223,31 @@ async def key_latency(runs_dir: Path, run_ids: list[str], seconds: float) -> dic
         "max": every[-1],
         "worst_key": max(latencies, key=lambda k: max(latencies[k])),
         "per_key_median_ms": {k: round(statistics.median(v) * 1000, 1) for k, v in latencies.items()},
+        "per_kind_ms": {k: {"n": len(v), "p50": round(statistics.median(v) * 1000, 1),
+                            "p95": round(_p95(v) * 1000, 1), "max": round(max(v) * 1000, 1)}
+                        for k, v in kinds.items()},
         "loop_lag_p95": sorted(lags)[int(0.95 * (len(lags) - 1))] if lags else 0.0,
         "loop_lag_max": max(lags) if lags else 0.0,
         "points": points,
         "polls": polls,
     }
+
+
+# key -> kind of press, for the per-kind table ("1" goes back to Runs; escape leaves the filter input)
+KEY_KINDS = {"down": "cursor", "up": "cursor", "space": "select", "o": "sort", "O": "sort",
+             **{k: "view switch" for k in "123456"}, "slash": "filter typing", "a": "filter typing",
+             "d": "filter typing", "backspace": "filter typing", "escape": "leave filter"}
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[int(0.95 * (len(ordered) - 1))]
+
+
+def print_key_kinds(k: dict) -> None:
+    print(f"{'key kind':<20} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    for kind, v in k["per_kind_ms"].items():
+        print(f"{kind:<20} {v['n']:>4} {v['p50']:>8} {v['p95']:>8} {v['max']:>8}")
 
 
 async def catch_up(runs_dir: Path) -> tuple[float, int]:
@@ -241,7 +264,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter latency run")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keys-only", action="store_true",
+                        help="only the key-latency part (4 writers), with a per-kind table")
+    parser.add_argument("--seconds", type=float, default=None, help="length of the key-latency run")
     args = parser.parse_args()
+    seconds = args.seconds if args.seconds is not None else (8.0 if args.quick else 20.0)
+    if args.keys_only:
+        with tempfile.TemporaryDirectory(prefix="mxdash-bench-") as tmp:
+            live = make_store(Path(tmp) / "live", experiments=3, runs_per_experiment=8, points_per_run=2000,
+                              running=4, logs=False)
+            running = [r["id"] for r in Store(live).list_runs(status="running")]
+            k = asyncio.run(key_latency(live, running, seconds))
+        if args.json:
+            print(json.dumps(k, indent=2))
+            return 0
+        print(f"key presses, 4 runs training: {k['presses']} presses, p50 {k['p50'] * 1000:.1f} ms, "
+              f"p95 {k['p95'] * 1000:.1f} ms, max {k['max'] * 1000:.1f} ms (key {k['worst_key']!r}); "
+              f"loop lag p95/max {k['loop_lag_p95'] * 1000:.1f}/{k['loop_lag_max'] * 1000:.1f} ms")
+        print_key_kinds(k)
+        return 0
     repeats = 3 if args.quick else 7
     results: dict = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="mxdash-bench-") as tmp:
@@ -261,7 +302,7 @@ def main() -> int:
         live = make_store(tmp / "live", experiments=3, runs_per_experiment=8, points_per_run=2000, running=4,
                           logs=False)
         running = [r["id"] for r in Store(live).list_runs(status="running")]
-        results["keys"] = asyncio.run(key_latency(live, running, 8.0 if args.quick else 20.0))
+        results["keys"] = asyncio.run(key_latency(live, running, seconds))
 
         big = make_store(tmp / "big", experiments=1, runs_per_experiment=20, points_per_run=100_000, logs=False)
         results["catch_up_s"], results["catch_up_points"] = asyncio.run(catch_up(big))
@@ -291,6 +332,8 @@ def main() -> int:
     print(f"{'measure':<52} {'value':>14} {'target':>10} {'ratio':>7}")
     for name, value, target, ratio in rows:
         print(f"{name:<52} {value:>14} {target:>10} {'' if ratio is None else f'{ratio:.2f}':>7}")
+    print()
+    print_key_kinds(k)
     return 0
 
 
