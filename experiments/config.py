@@ -194,6 +194,11 @@ def _fill_section(file, section: str, given: dict, defaults: dict) -> dict:
     return out
 
 
+def _check_choice(file, key: str, value, available, what: str) -> None:
+    if value not in available:
+        raise ConfigError(file, key, f"unknown {what} '{value}' (available: {', '.join(sorted(available))})")
+
+
 def _positive(file, key: str, value, integer=False):
     if value is None or value <= 0:
         kind = "a positive integer" if integer else "a positive number"
@@ -209,9 +214,7 @@ def resolve_run(raw_run: dict, file=None, name: str = "experiment") -> dict:
     run["experiment"]["name"] = name
 
     data_name = raw_run["data"].get("name", BASE_DEFAULTS["data"]["name"])
-    if data_name not in datasets.DATASETS:
-        raise ConfigError(file, "data.name", f"unknown dataset '{data_name}' "
-                                             f"(available: {', '.join(sorted(datasets.DATASETS))})")
+    _check_choice(file, "data.name", data_name, datasets.DATASETS, "dataset")
     data_defaults = {**BASE_DEFAULTS["data"], **datasets.DATASETS[data_name].defaults, "name": data_name}
     run["data"] = _fill_section(file, "data", raw_run["data"], data_defaults)
     if not 0 < run["data"]["val_fraction"] < 1:
@@ -219,9 +222,7 @@ def resolve_run(raw_run: dict, file=None, name: str = "experiment") -> dict:
                                                      f"{run['data']['val_fraction']!r}")
 
     net_name = raw_run["net"].get("name", BASE_DEFAULTS["net"]["name"])
-    available_nets = nets.available()
-    if net_name not in available_nets:
-        raise ConfigError(file, "net.name", f"unknown net '{net_name}' (available: {', '.join(available_nets)})")
+    _check_choice(file, "net.name", net_name, nets.available(), "net")
     run["net"] = _fill_section(file, "net", raw_run["net"], {**nets.get_spec(net_name).defaults, "name": net_name})
 
     run["optimizer"] = _resolve_optimizer(file, raw_run["optimizer"])
@@ -233,9 +234,7 @@ def resolve_run(raw_run: dict, file=None, name: str = "experiment") -> dict:
 def _resolve_optimizer(file, given: dict) -> dict:
     full = _fill_section(file, "optimizer", given, BASE_DEFAULTS["optimizer"])
     name = full["name"]
-    if name not in OPTIMIZER_KEYS:
-        raise ConfigError(file, "optimizer.name", f"unknown optimizer '{name}' "
-                                                  f"(available: {', '.join(OPTIMIZER_KEYS)})")
+    _check_choice(file, "optimizer.name", name, OPTIMIZER_KEYS, "optimizer")
     _positive(file, "optimizer.lr", full["lr"])
     if full["wd"] < 0:
         raise ConfigError(file, "optimizer.wd", f"expected a number >= 0, got {full['wd']!r}")
@@ -263,9 +262,7 @@ def _resolve_train(file, given: dict) -> dict:
 def _resolve_schedule(file, given: dict) -> dict:
     full = _fill_section(file, "schedule", given, BASE_DEFAULTS["schedule"])
     name = full["name"]
-    if name not in SCHEDULE_KEYS:
-        raise ConfigError(file, "schedule.name", f"unknown schedule '{name}' "
-                                                 f"(available: {', '.join(SCHEDULE_KEYS)})")
+    _check_choice(file, "schedule.name", name, SCHEDULE_KEYS, "schedule")
     if full["warmup_steps"] < 0:
         raise ConfigError(file, "schedule.warmup_steps", f"expected an integer >= 0, got {full['warmup_steps']!r}")
     if name == "step":

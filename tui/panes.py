@@ -575,7 +575,9 @@ class PlotPane(Static, can_focus=True):
         self.request_render()
 
     # -- worker ---------------------------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="plot-render", exit_on_error=False)
+    # description: without it Textual builds one from repr() of the arguments, and the repr of a ViewJob prints
+    # every numpy array in it (15-25 ms on the UI thread per render)
+    @work(thread=True, exclusive=True, group="plot-render", exit_on_error=False, description="plot render")
     def _render_in_thread(self, job: ViewJob, generation: int) -> None:
         worker = get_current_worker()
         try:

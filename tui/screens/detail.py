@@ -11,11 +11,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.worker import get_current_worker
-from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
+from textual.widgets import Log, Static, TabbedContent, TabPane
 
 from experiments.report import (MISSING, flat_config, format_duration, format_number, format_percent, format_time,
                                 format_value, run_duration, sparkline, status_text)
 from tui.poller import LogTail
+from tui.widgets.footer import CachedFooter
 from tui.widgets.header import TopBar
 
 LOG_POLL_S = 1.0
@@ -161,7 +162,7 @@ class RunDetailScreen(Screen):
                     yield Static("", id="detail-net-body")
             with TabPane("Log", id="detail-log"):
                 yield Log(id="detail-log-body", max_lines=MAX_LOG_LINES, auto_scroll=True)
-        yield Footer()
+        yield CachedFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.run_id

@@ -8,10 +8,11 @@ from textual.app import ComposeResult
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from tui.model import Changes
 from tui.widgets.compare import CompareView
+from tui.widgets.footer import CachedFooter
 from tui.widgets.header import TopBar
 from tui.widgets.launch import LaunchView
 from tui.widgets.runs_table import RunsView
@@ -52,7 +53,7 @@ class MainScreen(Screen):
                 with TabPane(label, id=tab):
                     if tab == "runs":
                         yield RunsView(clock=app.clock, id="runs-view")
-        yield Footer()
+        yield CachedFooter()
 
     def on_mount(self) -> None:
         self.query_one("#runs-table").focus()

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.geometry import Size
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -224,6 +225,48 @@ class RunsTable(DataTable):
     def _update_column_widths(self, updated_cells) -> None:
         pass
 
+    # DataTable throws away every render cache (cells, rows, lines) whenever it gets a Resize event and whenever CSS
+    # is applied to it. A hidden tab's widgets get a Resize when they are shown again (even at the same size), and
+    # CSS is re-applied on every focus change, so switching back to the Runs view re-rendered all ~400 visible cells
+    # (30-40 ms of a ~90 ms switch on 2 busy cores). The caches are keyed by the pseudo-class (focus/hover) state
+    # and the base style already; what they miss is a change of size or of the styles under a given state (theme,
+    # CSS), so only those invalidate them here.
+    _cached_size: Size | None = None
+    _style_check = True  # CSS was applied since the last render: compare the styles
+    _render_state = None  # pseudo-class state of the last render
+    _style_theme = None
+
+    def _on_resize(self, event) -> None:
+        event.prevent_default()  # not DataTable._on_resize, which invalidates the caches on every Resize
+        if self.size != self._cached_size:
+            self._cached_size = self.size
+            self._update_count += 1
+
+    def notify_style_update(self) -> None:
+        self._style_check = True
+        Widget.notify_style_update(self)
+        self.refresh()
+
+    def render_lines(self, crop):
+        state = self.get_pseudo_class_state()
+        if self._style_check or state != self._render_state:
+            self._style_check = False
+            self._render_state = state
+            self._get_styles_to_render_cell.cache_clear()  # its cache is not keyed by the focus state
+            theme = getattr(self.app, "theme", None)
+            signature = (self.rich_style, tuple(self.get_component_rich_style(name, partial=True)
+                                                for name in sorted(self.COMPONENT_CLASSES)))
+            signatures = self.__dict__.setdefault("_style_signatures", {})
+            known = signatures.get(state)
+            if theme != self._style_theme or (known is not None and known != signature):
+                signatures.clear()  # the styles changed: nothing rendered before is valid
+                self._style_theme = theme
+                for cache in (self._row_render_cache, self._cell_render_cache, self._row_renderable_cache,
+                              self._line_cache, self._styles_cache):
+                    cache.clear()
+            signatures[state] = signature
+        return super().render_lines(crop)
+
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
         """DataTable's cell rendering with a fast path for body cells (one line, fixed width): the Text is cut or
@@ -291,7 +334,12 @@ class RunsTable(DataTable):
                 cache.discard(key)
         for row_key in keys:
             self._row_renderable_cache.discard((self._update_count, self._row_locations.get(row_key)))
-        self._line_cache.clear()
+        # only the lines of those rows (rows are one line high; line y counts the header), so the other rows' lines
+        # stay cached, e.g. for when the Runs tab is shown again after polls updated a few rows
+        header = self.header_height if self.show_header else 0
+        lines = {header + self._row_locations.get(row_key) for row_key in keys}
+        for key in [k for k in self._line_cache.keys() if k[0] in lines]:
+            self._line_cache.discard(key)
         for row_key in keys:
             self.refresh_row(self._row_locations.get(row_key))
 
@@ -475,11 +523,17 @@ class RunsView(Vertical):
         return key
 
     def _resort(self) -> None:
+        """Sort the table rows; a no-op when the order stays the same (DataTable.sort invalidates every cached
+        cell, so resorting unchanged rows after each poll made the next frame re-render the whole table)."""
         now = self.clock()
         runs = self.app.model.runs
         func = self._sort_func(now)
-        self.table.sort("run", key=lambda rid: func(runs[rid]) if rid in runs else (2, 0, ("", 0)),
-                        reverse=self.sort_reverse)
+        key = lambda rid: func(runs[rid]) if rid in runs else (2, 0, ("", 0))  # noqa: E731
+        table = self.table
+        current = [table._row_locations.get_key(i) for i in range(len(table._row_locations))]
+        wanted = sorted(table._data, key=lambda row_key: key(row_key.value), reverse=self.sort_reverse)
+        if wanted != current:  # (the same stable sort of the same sequence as DataTable.sort)
+            table.sort("run", key=key, reverse=self.sort_reverse)
 
     def _restore_cursor(self, run_id: str | None) -> None:
         table = self.table
