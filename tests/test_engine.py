@@ -9,7 +9,7 @@ from conftest import create_runs
 mx = pytest.importorskip("mxnet")
 
 from experiments.store import Store  # noqa: E402
-from experiments.train import Run, execute  # noqa: E402
+from experiments.train import Run, checkpoint_files, execute  # noqa: E402
 
 QUIET = lambda line: None  # noqa: E731
 
@@ -137,15 +137,18 @@ def final_params(run: Run) -> dict:
     return {name: p.data(run.ctxs[0]).asnumpy() for name, p in run.net.collect_params().items()}
 
 
-def test_resume_equals_uninterrupted(runs_dir, monkeypatch):
-    raw = {"data": {"name": "digits"}, "net": {"name": "mlp", "hidden": [32], "dropout": 0.0},
+@pytest.mark.parametrize("dropout, stop_at", [
+    (0.0, 37),  # mid-epoch (28 steps per epoch): the position inside the epoch is restored too
+    (0.3, 56),  # dropout: exact from an epoch boundary (the dropout RNG is reseeded per epoch, not per step)
+])
+def test_resume_equals_uninterrupted(runs_dir, monkeypatch, dropout, stop_at):
+    raw = {"data": {"name": "digits"}, "net": {"name": "mlp", "hidden": [32], "dropout": dropout},
            "optimizer": {"name": "adam", "lr": 0.01}, "schedule": {"name": "cosine", "warmup_steps": 10},
            "train": {"epochs": 4, "batch_size": 50, "seed": 3},
            "grid": {"experiment.description": ["uninterrupted", "stopped and resumed"]}}
     store, (straight_id, resumed_id) = create_runs(runs_dir, raw)
     assert execute(store, straight_id, log=QUIET) == "completed"
 
-    stop_at = 37  # mid-epoch (28 steps per epoch): the resume must restore the position inside the epoch too
     original_step = Run.train_step
 
     def stopping_step(self, *args):
@@ -160,8 +163,8 @@ def test_resume_equals_uninterrupted(runs_dir, monkeypatch):
     monkeypatch.setattr(Run, "train_step", original_step)
     assert execute(store, resumed_id, log=QUIET) == "completed"
 
-    straight = mx.nd.load(str(store.run_dir(straight_id) / "checkpoint.params"))
-    resumed = mx.nd.load(str(store.run_dir(resumed_id) / "checkpoint.params"))
+    straight = mx.nd.load(str(checkpoint_files(store.run_dir(straight_id))[0]))
+    resumed = mx.nd.load(str(checkpoint_files(store.run_dir(resumed_id))[0]))
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert np.array_equal(straight[key].asnumpy(), resumed[key].asnumpy()), key
@@ -176,8 +179,8 @@ def test_two_cpu_contexts_give_the_same_parameters_as_one(runs_dir):
     store, (single, double), statuses = train(runs_dir, raw)
     assert statuses == ["completed", "completed"]
     assert store.get_run(double)["device"] == "cpu(0),cpu(1)"
-    one = mx.nd.load(str(store.run_dir(single) / "checkpoint.params"))
-    two = mx.nd.load(str(store.run_dir(double) / "checkpoint.params"))
+    one = mx.nd.load(str(checkpoint_files(store.run_dir(single))[0]))
+    two = mx.nd.load(str(checkpoint_files(store.run_dir(double))[0]))
     for key in one:
         np.testing.assert_allclose(one[key].asnumpy(), two[key].asnumpy(), atol=1e-5, rtol=1e-4)
 

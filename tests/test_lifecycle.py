@@ -161,6 +161,8 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path):
     mx = pytest.importorskip("mxnet")
     import numpy as np
 
+    from experiments.train import checkpoint_files
+
     runs_dir = tmp_path / "runs"
     path = experiment(tmp_path, name="stopresume", epochs=8, batch_size=8,
                       grid='"experiment.description" = ["straight", "stopped"]')
@@ -175,8 +177,8 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path):
     result = cli("resume", stopped_id, "--wait", "--runs-dir", runs_dir, timeout=300)
     assert result.returncode == 0, result.stderr
     wait_for(lambda: store.get_run(straight_id)["status"] == "completed", 120)
-    a = mx.nd.load(str(store.run_dir(straight_id) / "checkpoint.params"))
-    b = mx.nd.load(str(store.run_dir(stopped_id) / "checkpoint.params"))
+    a = mx.nd.load(str(checkpoint_files(store.run_dir(straight_id))[0]))
+    b = mx.nd.load(str(checkpoint_files(store.run_dir(stopped_id))[0]))
     for key in a:
         assert np.array_equal(a[key].asnumpy(), b[key].asnumpy()), key
 

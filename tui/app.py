@@ -133,7 +133,7 @@ class MxdashApp(App):
         if self._polling or self.catching_up or not self.polls:
             return True
         try:
-            return self.main.query_one(RunsView).filling
+            return self.main.runs_view.filling
         except Exception:
             return True
 
@@ -177,7 +177,7 @@ class MxdashApp(App):
                 self.selected -= changes.removed
             self._dispatch(changes)
             if not result.store_ok or result.first:
-                self.main.query_one(RunsView).show_empty(self.store_message)
+                self.main.runs_view.show_empty(self.store_message)
         if self.first_rows_at is None and (self.model.runs or not result.store_ok or not result.more):
             self.first_rows_at = time.perf_counter()
             self.call_after_refresh(self.main.mount_deferred_views)
@@ -250,7 +250,7 @@ class MxdashApp(App):
             return ids, f"{len(ids)} selected"
         experiment = None
         try:
-            cursor = self.main.query_one(RunsView).cursor_run_id()
+            cursor = self.main.runs_view.cursor_run_id()
         except Exception:
             cursor = self.cursor_run
         if cursor and cursor in self.model.runs:
@@ -277,7 +277,7 @@ class MxdashApp(App):
         self.set_selected(set(self.model.runs_of(experiment_id)))
 
     def action_select_all(self) -> None:
-        self.main.query_one(RunsView).action_select_all()
+        self.main.runs_view.action_select_all()
 
     def action_clear_selection(self) -> None:
         self.set_selected(set())
@@ -289,11 +289,11 @@ class MxdashApp(App):
 
     def set_runs_filter(self, text: str) -> None:
         self.action_show_tab("runs")
-        self.main.query_one(RunsView).set_filter(text)
+        self.main.runs_view.set_filter(text)
 
     def sort_runs(self, key: str) -> None:
         self.action_show_tab("runs")
-        self.main.query_one(RunsView).set_sort(key, reverse=False)
+        self.main.runs_view.set_sort(key, reverse=False)
 
     def experiment_files(self) -> list[Path]:
         return experiment_files(self.runs_dir, self.experiments_dir)
@@ -332,7 +332,7 @@ class MxdashApp(App):
         self.push_screen(RunDetailScreen(run_id))
 
     def action_open_cursor_run(self) -> None:
-        run_id = self.main.query_one(RunsView).cursor_run_id()
+        run_id = self.main.runs_view.cursor_run_id()
         if run_id:
             self.open_detail(run_id)
 
@@ -343,10 +343,10 @@ class MxdashApp(App):
         return self.runs_dir / run_id / "log.txt"
 
     def action_stop_selected(self) -> None:
-        self.stop_runs(self.main.query_one(RunsView).target_runs())
+        self.stop_runs(self.main.runs_view.target_runs())
 
     def action_resume_selected(self) -> None:
-        self.resume_runs(self.main.query_one(RunsView).target_runs())
+        self.resume_runs(self.main.runs_view.target_runs())
 
     def stop_runs(self, run_ids: list[str]) -> None:
         runs = [self.model.runs[rid] for rid in run_ids if rid in self.model.runs]

@@ -19,7 +19,10 @@ import numpy as np
 from rich.text import Text
 from textual import work
 from textual.binding import Binding
+from textual.content import Content
 from textual.message import Message
+from textual.visual import Visual
+from textual.widget import _RenderCache
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -492,12 +495,18 @@ class PlotPane(Static, can_focus=True):
     METRIC_KEYS: tuple[str, ...] = ()  # series keys that the pane draws (prefixes end with "/")
 
     class Rendered(Message):
-        """A render worker finished: `text` is the pane's new content for render number `generation`."""
+        """A render worker finished: `text` is the pane's new content for render number `generation`; `content`
+        and `strips` are that text converted and rendered for the widget (None if the worker could not)."""
 
-        def __init__(self, generation: int, text: Text) -> None:
+        def __init__(self, generation: int, text: Text, content=None, strips=None, size=None,
+                     style=None) -> None:
             super().__init__()
             self.generation = generation
             self.text = text
+            self.content = content
+            self.strips = strips
+            self.size = size
+            self.style = style
 
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
@@ -508,6 +517,7 @@ class PlotPane(Static, can_focus=True):
         self._last_key: Optional[tuple] = None
         self._in_flight = False  # a render worker is running
         self._pending = False  # a render was requested meanwhile
+        self._prerendered: Optional[tuple] = None  # (visual, size, visual style, strips) made by the worker
 
     # -- what subclasses provide ----------------------------------------------------------------------------------
     def options(self) -> dict:
@@ -566,7 +576,7 @@ class PlotPane(Static, can_focus=True):
         self._generation += 1
         self.render_count += 1
         self._in_flight = True
-        self._render_in_thread(job, self._generation)
+        self._render_in_thread(job, self._generation, self.size, self.visual_style, self.app.console)
 
     def on_resize(self) -> None:
         self.request_render()
@@ -578,20 +588,50 @@ class PlotPane(Static, can_focus=True):
     # description: without it Textual builds one from repr() of the arguments, and the repr of a ViewJob prints
     # every numpy array in it (15-25 ms on the UI thread per render)
     @work(thread=True, exclusive=True, group="plot-render", exit_on_error=False, description="plot render")
-    def _render_in_thread(self, job: ViewJob, generation: int) -> None:
+    def _render_in_thread(self, job: ViewJob, generation: int, size=None, style=None, console=None) -> None:
         worker = get_current_worker()
         try:
             text = self.build(job)
         except Exception as error:  # a plotting bug must not take the dashboard down: show it in the pane
             text = hint(job.width, job.height, f"plot error: {type(error).__name__}: {error}")
+        content = strips = None
+        if size is not None and console is not None:
+            # What Static would do on the UI thread when the text is set (convert it to Content) and shown (render
+            # it into lines): 10-20 ms per update, and again on every switch back to the tab. Done here, the UI
+            # thread only swaps the lines in (`_render_content`), if size and style are still the same by then.
+            try:
+                content = Content.from_rich_text(text, console=console)
+                strips = Visual.to_strips(self, content, size.width, size.height, style, apply_selection=False)
+            except Exception:  # the UI thread renders it the usual way
+                content = strips = None
         if not worker.is_cancelled:
-            self.post_message(self.Rendered(generation, text))
+            self.post_message(self.Rendered(generation, text, content, strips, size, style))
 
     def on_plot_pane_rendered(self, message: Rendered) -> None:
         message.stop()
         if message.generation == self._generation:  # an older render finishing late is dropped
-            self.update(message.text, layout=False)  # the pane's size does not depend on its text
+            if message.content is not None:
+                self._set_rendered(message.text, message.content)
+                self._prerendered = (message.content, message.size, message.style, message.strips)
+            else:
+                self.update(message.text, layout=False)  # the pane's size does not depend on its text
         self._render_finished()
+
+    def _set_rendered(self, text: Text, content: Content) -> None:
+        """`Static.update(text, layout=False)` with the text already converted to Content by the worker."""
+        self._Static__content = text  # what `content` returns (tests and callers read the Rich Text)
+        self._Static__visual = content  # what `visualize(self, text)` would have returned
+        self.refresh()
+
+    def _render_content(self) -> None:
+        """Widget._render_content, using the worker's lines when they were made for this visual, size and style."""
+        pre = self._prerendered
+        if (pre is not None and pre[0] is self.visual and pre[1] == self.size and pre[2] == self.visual_style
+                and self.text_selection is None):
+            self._render_cache = _RenderCache(self.size, pre[3])
+            self._dirty_regions.clear()
+            return
+        super()._render_content()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "plot-render" and event.state in (WorkerState.CANCELLED, WorkerState.ERROR):

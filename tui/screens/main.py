@@ -44,6 +44,9 @@ class MainScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._mounted_views: dict[str, object] = {}  # tab -> AwaitMount of its deferred view
+        self._views: dict[str, Widget] = {}  # tab -> its deferred view widget
+        self._tabbed: TabbedContent | None = None
+        self._runs_view: RunsView | None = None
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -73,7 +76,8 @@ class MainScreen(Screen):
         if tab == "runs":
             return _done()
         if tab not in self._mounted_views:
-            self._mounted_views[tab] = self.query_one(f"TabPane#{tab}", TabPane).mount(self._make_view(tab))
+            view = self._views[tab] = self._make_view(tab)
+            self._mounted_views[tab] = self.query_one(f"TabPane#{tab}", TabPane).mount(view)
         return self._mounted_views[tab]
 
     def mount_deferred_views(self) -> None:
@@ -82,17 +86,33 @@ class MainScreen(Screen):
             self.ensure_view(tab)
 
     def view_ready(self, tab: str) -> bool:
-        return tab == "runs" or any(child.is_mounted for child in self.query(f"TabPane#{tab} > *"))
+        """The tab's view is mounted. (Called several times per key press and poll: no DOM query here.)"""
+        if tab == "runs":
+            return True
+        view = self._views.get(tab)
+        return view is not None and view.is_mounted
+
+    @property
+    def tabbed(self) -> TabbedContent:
+        if self._tabbed is None:
+            self._tabbed = self.query_one("#views", TabbedContent)
+        return self._tabbed
+
+    @property
+    def runs_view(self) -> RunsView:
+        if self._runs_view is None:
+            self._runs_view = self.query_one(RunsView)
+        return self._runs_view
 
     @property
     def active_tab(self) -> str:
-        return self.query_one("#views", TabbedContent).active
+        return self.tabbed.active
 
     def show_tab(self, tab: str) -> None:
         """Switch to a view and focus it in the same step (otherwise Textual moves the focus of the hidden table to
         some other widget, and a focused widget in another pane switches the tabs back)."""
         if self.view_ready(tab):
-            self.query_one("#views", TabbedContent).active = tab
+            self.tabbed.active = tab
             self._focus_tab(tab)
         else:
             self.run_worker(self._show_when_ready(tab), group="show-tab", exclusive=True)
@@ -103,7 +123,7 @@ class MainScreen(Screen):
             if self.view_ready(tab):
                 break
             await asyncio.sleep(0.01)
-        self.query_one("#views", TabbedContent).active = tab
+        self.tabbed.active = tab
         self._focus_tab(tab)
 
     def _focus_tab(self, tab: str, attempts: int = 50) -> None:
@@ -123,11 +143,11 @@ class MainScreen(Screen):
         if tab == "runs":
             self.query_one("#runs-table").focus()
         elif tab in PLOT_TABS:
-            pane = self.query_one(f"#{tab}-pane")
+            pane = self._views[tab]
             if pane.focusable:
                 pane.focus()
         elif tab == "compare":
-            self.query_one("#compare-view").focus()
+            self._views["compare"].focus()
         elif tab == "launch":
             self.query_one("#launch-files").focus()
 
@@ -138,13 +158,20 @@ class MainScreen(Screen):
             self.ensure_view(tab)
             self.call_after_refresh(self._tab_activated, event)
             return
-        self.refresh_view(tab, None)
+        # The view shows what it showed last time at once; bringing it up to date (Compare rebuilds its table on
+        # the UI thread, a plot starts a render thread that competes for the GIL) waits until the switched screen
+        # is painted, so the switch itself stays quick.
+        self.call_after_refresh(self._refresh_if_active, tab)
         focused = self.focused
         if focused is None or event.pane not in focused.ancestors:
             self._focus_tab(tab)
 
+    def _refresh_if_active(self, tab: str) -> None:
+        if self.active_tab == tab:
+            self.refresh_view(tab, None)
+
     def model_changed(self, changes: Changes) -> None:
-        runs_view = self.query_one(RunsView)
+        runs_view = self.runs_view
         runs_view.apply_changes(changes.runs, changes.removed)
         if changes.runs or changes.removed:
             runs_view.show_empty(self.app.store_message)
@@ -154,7 +181,7 @@ class MainScreen(Screen):
         self.app.refresh_topbar(self.query_one(TopBar))
 
     def selection_changed(self, changed_ids) -> None:
-        self.query_one(RunsView).refresh_selection(changed_ids)
+        self.runs_view.refresh_selection(changed_ids)
         tab = self.active_tab
         if tab != "runs":
             self.refresh_view(tab, None)
@@ -171,7 +198,7 @@ class MainScreen(Screen):
     def _refresh_view(self, tab: str, changes: Changes | None) -> None:
         app = self.app
         if tab in PLOT_TABS:
-            pane = self.query_one(f"#{tab}-pane")
+            pane = self._views[tab]
             if hasattr(pane, "update_view"):
                 selected, _source = app.plot_selection()
                 changed = set(selected) if changes is None else changes.series | changes.runs | changes.removed
@@ -179,9 +206,9 @@ class MainScreen(Screen):
         elif tab == "compare":
             selected, source = app.plot_selection()
             if changes is None or (changes.all & set(selected)) or changes.removed:
-                self.query_one(CompareView).show(app.model, selected, source, app.clock())
+                self._views["compare"].show(app.model, selected, source, app.clock())
         elif tab == "runs":
-            self.query_one(RunsView).refresh_ages()
+            self.runs_view.refresh_ages()
 
 
 class _Done:

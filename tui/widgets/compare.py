@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import ScrollableContainer
 from textual.widgets import Static
 
-from experiments.report import render_compare
+from experiments.report import format_duration, render_compare, run_duration
 
 MAX_COMPARE = 12  # columns beyond this do not fit a terminal; the view says how many were left out
 
@@ -40,6 +40,10 @@ class CompareView(ScrollableContainer):
 
     can_focus = True
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shown_key: tuple | None = None
+
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-body")
 
@@ -48,6 +52,17 @@ class CompareView(ScrollableContainer):
         if now is not None:  # durations of running runs count up to the app's clock
             runs = [dict(run, ended=now) if run.get("status") == "running" and run.get("started") else run
                     for run in runs]
+        # Building, measuring and laying out the table costs ~30 ms on the UI thread; every switch to this tab
+        # asks for it, so skip it when nothing it shows changed (run rows are replaced, not mutated, on change;
+        # metric series count their versions; durations of running runs are compared as shown). The key holds
+        # the row dicts and series themselves, so they compare by identity first and no id() can be reused.
+        key = (source, tuple((model.runs[run["id"]],
+                              tuple((k, s, s.version) for k, s in model.series.get(run["id"], {}).items()),
+                              format_duration(run_duration(run)) if run.get("status") == "running" else None)
+                             for run in runs[:MAX_COMPARE]), len(runs), self.app.console.width)
+        if key == self._shown_key:
+            return
+        self._shown_key = key
         body = self.query_one("#compare-body", Static)
         if not runs:
             body.styles.width = "auto"
