@@ -244,7 +244,7 @@ def bench_case(name: str, sections: dict, epochs: int, reps: int, tmp: Path, log
     dirty: dict[str, list[float]] = {key: [] for key in loops}
     order = list(loops)
     attempts, deadline = 0, time.perf_counter() + budget_s
-    while len(clean["bare"]) < reps and (time.perf_counter() < deadline or attempts < reps):
+    while len(clean["bare"]) < reps and (time.perf_counter() < deadline or attempts < 3):
         rotation = order[attempts % len(order):] + order[:attempts % len(order)]
         attempts += 1
         rep, worst = {}, 0.0
@@ -287,23 +287,23 @@ def run_one_case(name: str, reps: int, max_other: float, budget: float) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (5 instead of 11)")
-    parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 11, quick 5)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (5 instead of 9)")
+    parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 9, quick 5)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--verbose", action="store_true", help="also print every segment's samples/s")
     parser.add_argument("--max-other", type=float, default=0.15,
                         help="redo a repetition when other processes used more than this many cores meanwhile")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds per net for redoing contended repetitions (default 35, quick 15)")
+                        help="seconds per net after which contended repetitions are no longer redone (default 30, quick 15)")
     parser.add_argument("--one-case", choices=list(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    reps = args.reps or (5 if args.quick else 11)
+    reps = args.reps or (5 if args.quick else 9)
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     unknown = [n for n in names if n not in CASES]
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {','.join(CASES)}")
 
-    budget = args.budget if args.budget is not None else (15.0 if args.quick else 35.0)
+    budget = args.budget if args.budget is not None else (15.0 if args.quick else 30.0)
     if args.one_case:  # child: one net in a fresh process, result as JSON on stdout
         print(json.dumps(run_one_case(args.one_case, reps, args.max_other, budget)))
         return 0

@@ -323,6 +323,40 @@ async def test_every_view_opens_with_1000_runs(store_1000, size):
         assert len(runs_view(app).keys) >= 8  # run, status, epoch, loss, acc ... fit even at 80 columns
 
 
+def _table_lines(table) -> list[tuple]:
+    return [tuple((seg.text, seg.style) for seg in table.render_line(y)) for y in range(table.size.height)]
+
+
+@run_async
+async def test_runs_table_caches_render_what_a_fresh_render_does(runs_store):
+    """RunsTable keeps its render caches across tab switches, focus changes, re-sorts (only moved rows are
+    re-rendered) and live row updates: after each step the cached lines equal a render from scratch."""
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        view = runs_view(app)
+        table = view.table
+        writer = Store(runs_store)
+        running = writer.list_runs(status="running")[0]["id"]
+        loss = 5.0
+        for key in ["o", "o", "2", "1", "o", "down", "O", "slash", "escape", "3", "1", "space", "o", "o", "O"]:
+            loss = loss / 2
+            writer.append_metrics(running, [(10_000, 20.0, FROZEN_NOW, "train_loss", loss)],
+                                  {"step": 10_000, "train_loss": loss})
+            await refresh(pilot)
+            await pilot.press(key)
+            await settle(pilot)
+            if app.main.active_tab != "runs":
+                continue
+            cached = _table_lines(table)
+            table._clear_caches()
+            table._update_count += 1
+            assert cached == _table_lines(table), f"stale table render after {key!r} (sort {view.sort_key})"
+            func = view._sort_func(FROZEN_NOW)
+            shown = [func(app.model.runs[rid]) for rid in table_ids(app)]
+            assert shown == sorted(shown, reverse=view.sort_reverse)
+
+
 # -- app: 20 runs x 100k points -------------------------------------------------------------------------------------
 @run_async
 async def test_big_series_load_in_chunks_and_reach_the_panes(store_big):

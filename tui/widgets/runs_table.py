@@ -17,6 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual._two_way_dict import TwoWayDict
 from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
@@ -343,6 +344,43 @@ class RunsTable(DataTable):
         for row_key in keys:
             self.refresh_row(self._row_locations.get(row_key))
 
+    def reorder(self, ordered: list[RowKey]) -> None:
+        """Put the rows in this order (all row keys). DataTable.sort bumps the counter that is part of every render
+        cache key, so after any re-sort the next frame re-renders every visible cell (a poll reordering two
+        training runs, or the Runs tab shown again after that happened while it was hidden). Here only the rows
+        that moved are re-rendered: their cells carry their row index (mouse metadata)."""
+        old = self._row_locations
+        moved = {key for index, key in enumerate(ordered) if old.get(key) != index}
+        if not moved:
+            return
+        self._row_locations = TwoWayDict({key: index for index, key in enumerate(ordered)})
+        indices = {index for index, key in enumerate(ordered) if key in moved}  # positions with another row now
+        for cache in (self._cell_render_cache, self._row_render_cache):
+            for key in [k for k in cache.keys() if k[0] in moved]:
+                cache.discard(key)
+        for key in [k for k in self._row_renderable_cache.keys() if k[1] in indices]:
+            self._row_renderable_cache.discard(key)
+        header = self.header_height if self.show_header else 0
+        lines = {header + index for index in indices}
+        for key in [k for k in self._line_cache.keys() if k[0] in lines]:
+            self._line_cache.discard(key)
+        self._offset_cache.clear()  # row order by line (keyed by the update counter)
+        self._ordered_row_cache.clear()
+        self.refresh()
+
+    def refresh_header(self) -> None:
+        """Re-render the header row only (column labels changed)."""
+        header_key = self._header_row_key
+        for cache in (self._cell_render_cache, self._row_render_cache):
+            for key in [k for k in cache.keys() if k[0] == header_key]:
+                cache.discard(key)
+        for key in [k for k in self._row_renderable_cache.keys() if k[1] == -1]:  # (update count, row index)
+            self._row_renderable_cache.discard(key)
+        height = self.header_height if self.show_header else 0
+        for key in [k for k in self._line_cache.keys() if k[0] < height]:
+            self._line_cache.discard(key)
+        self.refresh()
+
     def action_toggle_select(self) -> None:
         run_id = self.cursor_run_id()
         if run_id is not None:
@@ -523,8 +561,8 @@ class RunsView(Vertical):
         return key
 
     def _resort(self) -> None:
-        """Sort the table rows; a no-op when the order stays the same (DataTable.sort invalidates every cached
-        cell, so resorting unchanged rows after each poll made the next frame re-render the whole table)."""
+        """Sort the table rows, re-rendering only rows that moved (see RunsTable.reorder); a no-op when the order
+        stays the same (DataTable.sort invalidated every cached cell after each poll, even then)."""
         now = self.clock()
         runs = self.app.model.runs
         func = self._sort_func(now)
@@ -533,7 +571,7 @@ class RunsView(Vertical):
         current = [table._row_locations.get_key(i) for i in range(len(table._row_locations))]
         wanted = sorted(table._data, key=lambda row_key: key(row_key.value), reverse=self.sort_reverse)
         if wanted != current:  # (the same stable sort of the same sequence as DataTable.sort)
-            table.sort("run", key=key, reverse=self.sort_reverse)
+            table.reorder(wanted)
 
     def _restore_cursor(self, run_id: str | None) -> None:
         table = self.table
@@ -710,7 +748,7 @@ class RunsView(Vertical):
             column = self.table.columns.get(col_key)  # type: ignore[call-overload]
             if column is not None:
                 column.label = self._label(col_key)
-        self.table.refresh()
+        self.table.refresh_header()
         self._resort()
         self.update_info()
 
