@@ -127,8 +127,10 @@ def final_table(runs: list[dict]):
                   if k not in ("optimizer.name", "optimizer.lr") and all(k in flat_config(r["config"]) for r in runs)]
     table = Table(title=f"{runs[0]['experiment_id']}" if runs else "runs")
 
+    id_width = max([len(r["id"]) for r in runs] + [3])
     for column in ["run", "optimizer", "lr", *other_axes, "final train loss", "best val acc", "status", "time"]:
-        table.add_column(column, justify="right" if column not in ("run", "optimizer", "status") else "left")
+        table.add_column(column, justify="right" if column not in ("run", "optimizer", "status") else "left",
+                         min_width=id_width if column == "run" else None, no_wrap=column in ("run", "status"))
 
     for run in runs:
         flat = flat_config(run["config"])
