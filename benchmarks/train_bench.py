@@ -11,7 +11,8 @@ What one timed segment covers (steady state; warm-up = the first epoch of every 
 - bare, no reads: the same, never reading anything before the waitall (an upper bound nobody runs).
 - mxdash: `Run.train` with a real store in a temp dir (MetricWriter flushing about once a second, the stop-request
   check after every flush, the worker's heartbeat thread) and everything the loop does per step and per log
-  window (loss/grad-norm/lr reads, epoch-end log window, dead-ReLU probe every `probe_every` steps).
+  window (loss/grad-norm/lr reads, per-epoch RNG reseed when the net uses dropout, dead-ReLU probe every
+  `probe_every` steps).
   Excluded: `end_epoch` (validation + checkpoint), timed with a `waitall()` on both sides of it and subtracted,
   and the tail after the last epoch (final probe, checkpoint, flush), which happens once per run.
 - mxdash, no probe: the same with `train.probe_every` = 10**9; probe cost = its throughput / mxdash's - 1.
@@ -20,6 +21,7 @@ Segments run interleaved (bare, bare-no-reads, mxdash, mxdash-no-probe, rotated 
 the median samples/s of each and the median of the per-repetition ratios (both sides measured back to back).
 The machine may be shared: a repetition during which other processes used more than --max-other cores
 (/proc/stat minus this process) is redone, within a time budget; the table says how many were clean.
+Each net runs in its own process (a net trained earlier in the same process slowed later ones by up to 2x).
 OMP_NUM_THREADS is set to the core count before mxnet is imported, as the worker does.
 
     /work/venv/bin/python benchmarks/train_bench.py [--quick] [--reps 5] [--cases mlp,cnn,cnn28,lstm]
@@ -170,6 +172,7 @@ class MxdashLoop:
             original_end_epoch(writer)
             mx.nd.waitall()
             self.spans.append((entered, time.perf_counter()))
+            return time.perf_counter() - entered  # Run.train excludes it from samples/s
 
         self.run.end_epoch = timed_end_epoch
 
@@ -294,7 +297,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-other", type=float, default=0.15,
                         help="redo a repetition when other processes used more than this many cores meanwhile")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds per net after which contended repetitions are no longer redone (default 30, quick 15)")
+                        help="seconds per net after which contended repetitions are no longer redone "
+                             "(default 30, quick 15)")
     parser.add_argument("--one-case", choices=list(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     reps = args.reps or (5 if args.quick else 9)
@@ -324,7 +328,8 @@ def main(argv=None) -> int:
         print(f"# {name}: {result['clean']} clean repetitions of {result['attempts']} in "
               f"{result['seconds']:.0f} s", file=sys.stderr, flush=True)
 
-    print(f"mxnet {mx.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, {os.cpu_count()} cores; medians of "
+    print(f"mxnet {mx.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, {os.cpu_count()} cores; "
+          f"medians of "
           f"up to {reps} interleaved repetitions; steady state (warm-up epoch excluded); training time only: "
           f"validation (both loops) and checkpoints (mxdash) excluded\n")
     print("| net | bare samples/s (loss read every log_every) | bare, no reads | mxdash samples/s | ratio "

@@ -24,7 +24,7 @@ BASE_DEFAULTS = {
     "net": {"name": "mlp"},
     "optimizer": {"name": "adam", "lr": 0.001, "wd": 0.0, "clip_gradient": None, "momentum": 0.9,
                   "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "rho": 0.9, "centered": False},
-    "train": {"epochs": 5, "batch_size": 64, "seed": 0, "device": "cpu", "log_every": 10, "probe_every": 50,
+    "train": {"epochs": 5, "batch_size": 64, "seed": 0, "device": "cpu", "log_every": 10, "probe_every": 100,
               "probe_batch": 256, "checkpoint_every": 1, "threads": 0, "diverge_factor": 0.0},
     "schedule": {"name": "constant", "warmup_steps": 0, "factor": 0.1, "step_epochs": [], "final_lr": 0.0},
 }

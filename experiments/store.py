@@ -16,6 +16,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: SQLite's own locking alone
+    fcntl = None
+
 SCHEMA_VERSION = 1
 DB_NAME = "mxdash.db"
 BUSY_TIMEOUT_S = 120.0
@@ -139,10 +144,20 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- transactions -------------------------------------------------------------------------------------------
     def write(self):
-        return _WriteTxn(self.conn)
+        return _WriteTxn(self.conn, self._write_lock_fd())
+
+    def _write_lock_fd(self):
+        if fcntl is None:
+            return None
+        if getattr(self, "_lock_fd", None) is None:
+            self._lock_fd = os.open(self.runs_dir / (DB_NAME + ".writelock"), os.O_RDWR | os.O_CREAT, 0o644)
+        return self._lock_fd
 
     # -- experiments --------------------------------------------------------------------------------------------
     def create_experiment(self, name: str, file: str | None, config: dict, grid: dict, runs: list[dict],
@@ -383,13 +398,38 @@ class Store:
 
 
 class _WriteTxn:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    """A write transaction. Writers first queue on an flock: SQLite's busy handler sleeps with growing delays, so
+    under contention a writer that just committed keeps winning while others starve (measured with 16 writers:
+    single writes waited up to 7 s, one writer got 92 rows to another's 2,172). The flock is FIFO-fair enough
+    to bound the wait (max 0.28 s in the same test) at ~100x the commit rate real training needs."""
+
+    def __init__(self, conn: sqlite3.Connection, lock_fd: int | None):
+        self.conn, self.lock_fd = conn, lock_fd
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        if self.lock_fd is not None:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._unlock()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:  # e.g. disk full: never leave the connection inside a transaction
+                    self.conn.execute("ROLLBACK")
+                    raise
+            else:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self._unlock()
         return False
+
+    def _unlock(self):
+        if self.lock_fd is not None:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
