@@ -338,11 +338,14 @@ class Run:
         return None
 
     def exploded(self, train_loss: float) -> bool:
-        """Opt-in (train.diverge_factor > 0): the loss rose above factor x the best window loss so far."""
-        factor, best = self.config["train"].get("diverge_factor", 0), self.best_window_loss
-        if best is None or train_loss < best:
+        """Opt-in (train.diverge_factor > 0): the loss rose above factor x its reference: the best window loss so
+        far, capped by the chance-level loss ln(classes) (a loss that explodes within the first window has no good
+        "best so far" to compare with)."""
+        factor = self.config["train"].get("diverge_factor", 0)
+        if self.best_window_loss is None or train_loss < self.best_window_loss:
             self.best_window_loss = train_loss
-        return bool(factor) and best is not None and train_loss > factor * best
+        reference = min(self.best_window_loss, float(np.log(self.data.info.num_classes)))
+        return bool(factor) and train_loss > factor * reference
 
     def mark_diverged(self, writer: MetricWriter, losses: list, exploded_loss: float | None = None) -> str:
         """Record where the run diverged (for NaN/inf: the first step of the window whose loss is not finite) and
@@ -359,8 +362,8 @@ class Run:
         writer.latest.update(step=self.step, epoch=self.epoch_float(), diverged_step=first_bad,
                              train_loss=value)
         writer.flush()
-        reason = "is not finite" if value is None else (f"exploded to {value:.4g} (> {self.config['train']['diverge_factor']:g}"
-                                                        f" x best {self.best_window_loss:.4g})")
+        reason = "is not finite" if value is None else (f"exploded to {value:.4g} (> "
+                                                        f"{self.config['train']['diverge_factor']:g} x its reference)")
         self.log(f"diverged: loss {reason} at step {first_bad}")
         return "diverged"
 
