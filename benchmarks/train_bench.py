@@ -159,7 +159,7 @@ class MxdashLoop:
         self.store, self.run_id = store, run_id
         self.log = lambda line: print(line, file=log_file, flush=True)  # the worker's stdout goes to a log file
         self.run = Run(store, run_id, log=self.log)
-        self.writer = MetricWriter(store, run_id, self.log)
+        self.writer = MetricWriter(store, run_id)
         self.run.epochs = 0
         self.spans: list[tuple[float, float]] = []
         self.entries: list[float] = []

@@ -39,10 +39,6 @@ def checkpoint_files(run_dir: Path) -> tuple[Path, Path] | None:
     return run_dir / state["params"], run_dir / state["states"]
 
 
-class StopRequested(Exception):
-    pass
-
-
 # -- optimizer and schedule -------------------------------------------------------------------------------------------
 def build_lr_scheduler(schedule: dict, lr: float, steps_per_epoch: int, total_steps: int):
     warmup = schedule.get("warmup_steps", 0)
@@ -114,8 +110,8 @@ def git_commit() -> str | None:
 class MetricWriter:
     """Buffers metric rows and writes them with the run's latest values about once a second."""
 
-    def __init__(self, store: Store, run_id: str, log):
-        self.store, self.run_id, self.log = store, run_id, log
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.run_id = store, run_id
         self.rows: list[tuple] = []
         self.latest: dict = {}
         self.last_flush = time.monotonic()
@@ -407,7 +403,7 @@ def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=Non
         log(f"{'resuming' if resumed else 'starting'} {run_id} at step {run.step}: {run.config['net']['name']} on "
             f"{run.config['data']['name']}, {run.config['optimizer']['name']} lr={run.config['optimizer']['lr']}, "
             f"{run.total_steps} steps on {run.ctxs}")
-        writer = MetricWriter(store, run_id, log)
+        writer = MetricWriter(store, run_id)
         install_stop_handler(run)
         status = run.train(writer)
         store.finish_run(run_id, status)
