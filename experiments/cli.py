@@ -41,7 +41,7 @@ def cmd_run(args) -> int:
     if args.dry_run:
         return print_plan(args, name, runs)
     store = Store(args.runs_dir, create=True)
-    parallel, threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)
+    parallel, _threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)  # the scheduler sets threads
     exp_id, run_ids = store.create_experiment(name, str(args.file), raw, raw.get("grid", {}), runs,
                                               parallel=parallel, per_gpu=args.per_gpu)
     scheduler = start_scheduler(store, run_ids, parallel, args.per_gpu, exp_id)

@@ -198,10 +198,6 @@ class Store:
         exp["config"], exp["grid"] = json.loads(exp["config"]), json.loads(exp["grid"])
         return exp
 
-    def list_experiments(self) -> list[dict]:
-        return [dict(r) for r in self.conn.execute("SELECT id, name, file, created, parallel FROM experiments "
-                                                   "ORDER BY created")]
-
     # -- runs -----------------------------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id

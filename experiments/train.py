@@ -11,7 +11,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -30,13 +29,16 @@ FLUSH_EVERY_S = 1.0
 CHECKPOINT = "checkpoint.json"  # the commit point: names the parameter and trainer-state files of the checkpoint
 
 
+def read_checkpoint(run_dir: Path) -> dict | None:
+    """The loop state of a run's last complete checkpoint (its files under "params" and "states"), or None."""
+    meta = run_dir / CHECKPOINT
+    return json.loads(meta.read_text()) if meta.exists() else None
+
+
 def checkpoint_files(run_dir: Path) -> tuple[Path, Path] | None:
     """(parameters, trainer states) of a run's last complete checkpoint, or None."""
-    meta = run_dir / CHECKPOINT
-    if not meta.exists():
-        return None
-    state = json.loads(meta.read_text())
-    return run_dir / state["params"], run_dir / state["states"]
+    state = read_checkpoint(run_dir)
+    return (run_dir / state["params"], run_dir / state["states"]) if state else None
 
 
 # -- optimizer and schedule -------------------------------------------------------------------------------------------
@@ -220,12 +222,11 @@ class Run:
                 old.unlink(missing_ok=True)
 
     def load_checkpoint(self) -> bool:
-        files = checkpoint_files(self.dir)
-        if files is None:
+        state = read_checkpoint(self.dir)
+        if state is None:
             return False
-        state = json.loads((self.dir / CHECKPOINT).read_text())
-        self.net.load_parameters(str(files[0]), ctx=self.ctxs)
-        self.trainer.load_states(str(files[1]))
+        self.net.load_parameters(str(self.dir / state["params"]), ctx=self.ctxs)
+        self.trainer.load_states(str(self.dir / state["states"]))
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.wall_offset, self.best = state["wall"], state["best"]
         self.best_window_loss = state.get("best_window_loss")
@@ -389,11 +390,13 @@ class Run:
         return self.store.stop_requested(self.run_id)
 
 
-def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None) -> str:
-    """Claim a run, train it (resuming from its checkpoint if it has one), and record how it ended."""
+def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None,
+            stop_on_signals: bool = False) -> str:
+    """Claim a run, train it (resuming from its checkpoint if it has one), and record how it ended.
+    `stop_on_signals`: the worker process owns SIGTERM/SIGINT and turns them into a clean stop; in-process callers
+    (tests, benchmarks) keep their own handlers."""
     log = log or (lambda line: print(line, flush=True))
     store.claim_run(run_id, os.getpid(), socket.gethostname())
-    run = None
     try:
         run = Run(store, run_id, gpu_ids, log)
         resumed = run.load_checkpoint()
@@ -404,7 +407,8 @@ def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=Non
             f"{run.config['data']['name']}, {run.config['optimizer']['name']} lr={run.config['optimizer']['lr']}, "
             f"{run.total_steps} steps on {run.ctxs}")
         writer = MetricWriter(store, run_id)
-        install_stop_handler(run)
+        if stop_on_signals:
+            install_stop_handler(run)
         status = run.train(writer)
         store.finish_run(run_id, status)
         log(f"{status} at step {run.step}")
@@ -424,7 +428,3 @@ def install_stop_handler(run: Run) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-
-
-if __name__ == "__main__":  # pragma: no cover - use experiments.worker
-    sys.exit("run workers with `python -m experiments.worker RUN_ID`")

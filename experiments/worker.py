@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     beat.start()
     gpu_ids = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     try:
-        status = execute(store, args.run_id, gpu_ids)
+        status = execute(store, args.run_id, gpu_ids, stop_on_signals=True)
     finally:
         stop.set()
     return 0 if status in ("completed", "stopped", "diverged") else 1
