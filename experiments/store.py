@@ -26,9 +26,7 @@ DB_NAME = "mxdash.db"
 BUSY_TIMEOUT_S = 120.0
 HEARTBEAT_STALE_S = 5.0  # a running run whose heartbeat is older than this and whose PID is gone is `lost`
 REMOTE_HEARTBEAT_STALE_S = 120.0  # a run on another host: only the heartbeat can tell
-ACTIVE = ("queued", "running")
-FINISHED = ("completed", "diverged", "failed", "stopped", "lost")
-STATUSES = ACTIVE + FINISHED
+from experiments.metrics import ACTIVE, FINISHED, STATUSES  # noqa: E402  (re-exported for callers)
 
 # Latest values kept on the run row, so listing 1,000 runs never touches the metrics table.
 RUN_COLUMNS = {
