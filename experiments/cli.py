@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from experiments.store import ACTIVE, STATUSES, Store, StoreError, default_runs_dir
+from experiments.metrics import ACTIVE, DISPLAY_STATUSES, RESUMABLE, STATUSES, display_status
+from experiments.store import Store, StoreError, default_runs_dir
 
 EXIT_BAD_INPUT = 2
 
@@ -35,16 +37,18 @@ def console():
 # -- run ------------------------------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
     from experiments.config import load_experiment
-    from experiments.lifecycle import plan_parallelism, start_scheduler
+    from experiments.lifecycle import launch_scheduler, new_scheduler, plan_parallelism
 
     name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
     if args.dry_run:
         return print_plan(args, name, runs)
     store = Store(args.runs_dir, create=True)
-    parallel, _threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)  # the scheduler sets threads
+    parallel, threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)
+    scheduler_id = new_scheduler(store, threads, parallel)
     exp_id, run_ids = store.create_experiment(name, str(args.file), raw, raw.get("grid", {}), runs,
-                                              parallel=parallel, per_gpu=args.per_gpu)
-    scheduler = start_scheduler(store, run_ids, parallel, args.per_gpu, exp_id)
+                                              parallel=parallel, per_gpu=args.per_gpu, threads=threads,
+                                              scheduler_id=scheduler_id)
+    scheduler = launch_scheduler(store, scheduler_id, parallel, threads, args.per_gpu)
     if args.json:
         print(json.dumps({"experiment": exp_id, "runs": run_ids}))
         if args.detach:
@@ -68,10 +72,11 @@ def print_plan(args, name: str, runs: list[dict]) -> int:
 
 
 def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: bool = False) -> int:
-    """Follow the runs in the store with one progress bar per run; Ctrl-C stops them cleanly."""
+    """Follow the runs in the store with one progress bar per run; Ctrl-C stops them cleanly. Returns 1 when a
+    run failed or was lost, and says what happened to the scheduler when it died with runs still queued."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from experiments.lifecycle import request_stop
+    from experiments.lifecycle import describe_exit, request_stop
     from experiments.report import status_style
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -79,28 +84,27 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
                         console=console(), disable=quiet, transient=False)
     tasks = {}
     stopping = False
+    scheduler_exit = None
     with progress:
         while True:
             try:
+                if scheduler is not None and scheduler_exit is None and scheduler.poll() is not None:
+                    scheduler_exit = scheduler.returncode
                 store.reap_lost()
                 runs = {r["id"]: r for r in store.list_runs(experiment=exp_id)}
+                now = time.time()
                 for run_id in run_ids:
                     run = runs[run_id]
                     if run_id not in tasks:
                         label = f"{run_id} {run['optimizer']} lr={run['lr']:g}"
                         tasks[run_id] = progress.add_task(label, total=run["total_steps"] or None, status="",
                                                           loss="")
-                    style = status_style(run["status"])
+                    shown = display_status(run, now)
                     loss = f"loss {run['train_loss']:.4f}" if run["train_loss"] is not None else ""
                     progress.update(tasks[run_id], completed=run["step"] or 0, total=run["total_steps"] or None,
-                                    status=f"[{style}]{run['status']}[/]", loss=loss)
+                                    status=f"[{status_style(shown)}]{shown}[/]", loss=loss)
                 if all(runs[r]["status"] not in ACTIVE for r in run_ids):
                     break
-                if scheduler is not None and scheduler.poll() is not None:
-                    queued = [r for r in run_ids if runs[r]["status"] == "queued"]
-                    if queued and not any(runs[r]["status"] == "running" for r in run_ids):
-                        raise UsageError(f"the scheduler exited (code {scheduler.returncode}) with runs still "
-                                         f"queued: {', '.join(queued)}; see {store.runs_dir / '_scheduler'}")
                 time.sleep(0.5)
             except KeyboardInterrupt:
                 if stopping:
@@ -112,9 +116,30 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
                     if run["id"] in run_ids:
                         request_stop(store, run)
     runs = [r for r in store.list_runs(experiment=exp_id) if r["id"] in run_ids]
+    out = console()
     if not quiet:
-        console().print(final_table(runs))
+        out.print(final_table(runs))
+        for line in problem_lines(runs):
+            out.print(line, highlight=False, markup=False)
+    orphaned = [r["id"] for r in runs if r["status"] == "lost" and "scheduler" in (r.get("error") or "")]
+    if orphaned:
+        if scheduler is not None and scheduler_exit is not None and scheduler_exit != 0:
+            how = describe_exit(scheduler_exit).replace("worker", "the scheduler", 1)
+        else:
+            how = "the scheduler died"
+        print(f"mxdash run: {how} before starting {len(orphaned)} run(s) ({', '.join(orphaned[:5])}"
+              f"{' …' if len(orphaned) > 5 else ''}): they are marked lost; `mxdash resume {exp_id}` runs them",
+              file=sys.stderr)
     return 1 if any(r["status"] in ("failed", "lost") for r in runs) else 0
+
+
+def problem_lines(runs: list[dict]) -> list[str]:
+    """One line per failed or lost run: why (a run that "failed" with no reason leaves the user guessing)."""
+    lines = []
+    for run in runs:
+        if run["status"] in ("failed", "lost") and run.get("error"):
+            lines.append(f"{run['id']} {run['status']}: {run['error'].splitlines()[0]}")
+    return lines
 
 
 def final_table(runs: list[dict]):
@@ -147,19 +172,28 @@ def final_table(runs: list[dict]):
 # -- reading --------------------------------------------------------------------------------------------------------
 LS_FIELDS = ("id", "experiment_id", "net", "dataset", "optimizer", "lr", "seed", "status", "step", "epoch", "epochs",
              "train_loss", "val_loss", "best_val_acc", "best_val_loss", "samples_per_s", "device", "created",
-             "started", "ended", "diverged_step", "error")
+             "started", "ended", "diverged_step", "error", "heartbeat", "progress_at", "threads", "scheduler_id",
+             "checkpoint_step")
 
 
 def cmd_ls(args) -> int:
-    if args.status and args.status not in STATUSES:
-        raise UsageError(f"unknown status '{args.status}' (expected one of {', '.join(STATUSES)})")
+    if args.status and args.status not in DISPLAY_STATUSES:
+        raise UsageError(f"unknown status '{args.status}' (expected one of {', '.join(DISPLAY_STATUSES)})")
     store = open_store(args)
     if args.experiment and not store.get_experiment(args.experiment):
         raise StoreError(f"unknown experiment id: {args.experiment} (see `mxdash ls`)")
-    runs = store.list_runs(status=args.status, experiment=args.experiment)
+    stored_status = "running" if args.status == "stale" else args.status
+    now = time.time()
+    runs = store.list_runs(status=stored_status, experiment=args.experiment)
+    for run in runs:
+        run["shown_status"] = display_status(run, now)
+    if args.status == "stale":
+        runs = [r for r in runs if r["shown_status"] == "stale"]
     if args.json:
-        print(json.dumps([{**{k: r[k] for k in LS_FIELDS}, "experiment": r["experiment_id"], "final_loss":
-                           r["train_loss"], "config": r["config"]} for r in runs], indent=1))
+        print(json.dumps([{**{k: r.get(k) for k in LS_FIELDS}, "experiment": r["experiment_id"], "final_loss":
+                           r["train_loss"], "stale": r["shown_status"] == "stale",
+                           "last_progress_s": None if r.get("progress_at") is None or r["status"] != "running"
+                           else round(now - r["progress_at"], 1), "config": r["config"]} for r in runs], indent=1))
         return 0
     from rich.table import Table
 
@@ -172,7 +206,7 @@ def cmd_ls(args) -> int:
         table.add_column(column, justify="right" if column in ("lr", "epoch", "final loss", "best val acc") else "left",
                          min_width=min_widths.get(column), no_wrap=column in min_widths)
     for r in runs:
-        table.add_row(r["id"], r["experiment_id"], r["net"], r["optimizer"], f"{r['lr']:g}", status_text(r["status"]),
+        table.add_row(r["id"], r["experiment_id"], r["net"], r["optimizer"], f"{r['lr']:g}", status_text(r["shown_status"]),
                       f"{r['epoch'] or 0:.1f}/{r['epochs']}",
                       f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "—",
                       f"{r['best_val_acc']:.3f}" if r["best_val_acc"] is not None else "—")
@@ -241,25 +275,61 @@ def cmd_stop(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from experiments.lifecycle import start_scheduler
+    """Continue stopped, lost or failed runs from their last checkpoint, checked first: a missing or damaged
+    checkpoint is refused here, naming the file (`--from-scratch` restarts such a run at step 0). Re-queueing is
+    a compare-and-set, so of two resumes of one run exactly one wins; the other is refused with exit 2."""
+    from experiments.checkpoint import CheckpointError, discard_checkpoint, verify_checkpoint
+    from experiments.lifecycle import launch_scheduler, new_scheduler
 
     store = open_store(args)
     runs = store.resolve(args.runs)
-    resumable = [r for r in runs if r["status"] in ("stopped", "lost", "failed")]
-    for r in runs:
-        if r not in resumable:
-            print(f"{r['id']}: {r['status']}, not resumed (only stopped, lost or failed runs resume)",
-                  file=sys.stderr)
-    if not resumable:
-        return EXIT_BAD_INPUT if len(runs) == 1 else 0
-    for run in resumable:
-        store.requeue(run["id"])
-    run_ids = [r["id"] for r in resumable]
-    scheduler = start_scheduler(store, run_ids, args.parallel, 1, f"resume-{run_ids[0]}")
-    print(f"resuming {', '.join(run_ids)} from the last checkpoint")
+    refused, resumable = [], []
+    for run in runs:
+        if run["status"] not in RESUMABLE:
+            why = {"queued": "already queued (another `mxdash resume` or a sweep will start it)",
+                   "running": "running"}.get(run["status"], f"{run['status']}: nothing to resume")
+            refused.append(f"{run['id']}: {why}")
+            continue
+        if not args.from_scratch:
+            try:
+                verify_checkpoint(store.run_dir(run["id"]), run.get("checkpoint_step"))
+            except CheckpointError as e:
+                refused.append(f"{run['id']}: {str(e).replace('RUN', run['id'])}")
+                continue
+        resumable.append(run)
+    started: list[str] = []
+    by_threads: dict[int, list[dict]] = {}
+    for run in resumable:  # results depend on the OpenMP thread count: each run resumes with the one it had
+        by_threads.setdefault(run.get("threads") or (os.cpu_count() or 1), []).append(run)
+    for threads, group in by_threads.items():
+        parallel = max(1, min(args.parallel or (os.cpu_count() or 1) // threads or 1, len(group)))
+        scheduler_id = new_scheduler(store, threads, parallel)
+        won = []
+        for run in group:
+            if store.requeue(run["id"], scheduler_id):
+                won.append(run["id"])
+            else:
+                now = store.get_run(run["id"])
+                refused.append(f"{run['id']}: another command resumed it first (now {now['status'] if now else '?'})")
+        if not won:
+            store.scheduler_ended(scheduler_id, "ended", "nothing to run")
+            continue
+        if args.from_scratch:
+            for run_id in won:
+                discard_checkpoint(store.run_dir(run_id))
+                store.update_run(run_id, checkpoint_step=None)
+        launch_scheduler(store, scheduler_id, parallel, threads)
+        started.extend(won)
+    for line in refused:
+        print(f"mxdash resume: {line}", file=sys.stderr)
+    if not started:
+        return EXIT_BAD_INPUT
+    how = "from step 0" if args.from_scratch else "from the last checkpoint"
+    print(f"resuming {', '.join(started)} {how}")
     if args.wait:
-        return watch(store, resumable[0]["experiment_id"], run_ids, scheduler)
-    return 0
+        status = watch(store, store.get_run(started[0])["experiment_id"], started)
+        return status or (EXIT_BAD_INPUT if refused else 0)
+    return EXIT_BAD_INPUT if refused else 0
 
 
 def cmd_gc(args) -> int:
@@ -329,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                 json_flag=False)
     p.add_argument("runs", nargs="+")
     p.add_argument("--parallel", type=int)
+    p.add_argument("--from-scratch", action="store_true",
+                   help="restart from step 0, discarding the checkpoint (for a missing or damaged one)")
     p.add_argument("--wait", action="store_true", help="follow the resumed runs until they end")
     p = command("gc", cmd_gc, "delete runs and their files (default: failed, lost, stopped, diverged)",
                 json_flag=False)

@@ -11,6 +11,7 @@ import os
 import platform
 import socket
 import subprocess
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -20,25 +21,18 @@ import numpy as np
 from mxnet import autograd, gluon
 
 import nets
+from experiments import metrics as keys
+from experiments.checkpoint import (PARTIAL_SUFFIX, CheckpointError, checkpoint_files, commit_checkpoint,  # noqa: F401
+                                    read_checkpoint, remove_partial_files, verify_checkpoint)
 from experiments.data import load_dataset
 from experiments.devices import contexts
 from experiments.probe import DeadReluProbe
-from experiments.store import Store
+from experiments.stop import StopSignal
+from experiments import testhooks
+from experiments.store import ClaimRefused, NotOwner, Store, StoreWriteError
 
 FLUSH_EVERY_S = 1.0
-CHECKPOINT = "checkpoint.json"  # the commit point: names the parameter and trainer-state files of the checkpoint
-
-
-def read_checkpoint(run_dir: Path) -> dict | None:
-    """The loop state of a run's last complete checkpoint (its files under "params" and "states"), or None."""
-    meta = run_dir / CHECKPOINT
-    return json.loads(meta.read_text()) if meta.exists() else None
-
-
-def checkpoint_files(run_dir: Path) -> tuple[Path, Path] | None:
-    """(parameters, trainer states) of a run's last complete checkpoint, or None."""
-    state = read_checkpoint(run_dir)
-    return (run_dir / state["params"], run_dir / state["states"]) if state else None
+HEARTBEAT_EVERY_S = 1.0
 
 
 # -- optimizer and schedule -------------------------------------------------------------------------------------------
@@ -110,10 +104,11 @@ def git_commit() -> str | None:
 
 # -- metrics out ------------------------------------------------------------------------------------------------------
 class MetricWriter:
-    """Buffers metric rows and writes them with the run's latest values about once a second."""
+    """Buffers metric rows and writes them with the run's latest values about once a second, as the run's owner
+    (`lease`): a write after the run moved on (stopped, re-queued, claimed elsewhere) raises NotOwner."""
 
-    def __init__(self, store: Store, run_id: str):
-        self.store, self.run_id = store, run_id
+    def __init__(self, store: Store, run_id: str, lease: str | None = None):
+        self.store, self.run_id, self.lease = store, run_id, lease
         self.rows: list[tuple] = []
         self.latest: dict = {}
         self.last_flush = time.monotonic()
@@ -125,7 +120,7 @@ class MetricWriter:
         return time.monotonic() - self.last_flush >= FLUSH_EVERY_S
 
     def flush(self) -> None:
-        self.store.append_metrics(self.run_id, self.rows, self.latest)
+        self.store.append_metrics(self.run_id, self.rows, self.latest, lease=self.lease)
         self.rows, self.latest = [], {}
         self.last_flush = time.monotonic()
 
@@ -150,8 +145,10 @@ class LossWindow:
     def read(self, ctx, grads: list) -> tuple[float, float]:
         """(mean loss of the window, squared L2 norm of `grads`) with a single sync: a log line costs one
         `.asnumpy()`, not one per number (measured: 2n+1 small ops and two syncs cost 0.7-1 ms a line)."""
-        per_sample = mx.nd.concat(*[l.as_in_context(ctx) for l in self.losses], dim=0)
         grad_squares = mx.nd.multi_sum_sq(*grads, num_arrays=len(grads)).sum()
+        if not self.losses:  # every step of the window was carried into a checkpoint already
+            return self.carried_sum / self.carried_count, float(grad_squares.asscalar())
+        per_sample = mx.nd.concat(*[l.as_in_context(ctx) for l in self.losses], dim=0)
         sums = mx.nd.concat(per_sample.sum(), grad_squares, dim=0).asnumpy()
         count = self.carried_count + per_sample.shape[0]
         return (self.carried_sum + float(sums[0])) / count, float(sums[1])
@@ -161,17 +158,21 @@ class LossWindow:
 class Run:
     """One training run, from its resolved config. `Run(store, run_id).train()`."""
 
-    def __init__(self, store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None):
+    def __init__(self, store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None,
+                 stop: StopSignal | None = None):
         self.store, self.run_id = store, run_id
         self.log = log or (lambda line: print(line, flush=True))
-        self.config = store.get_run(run_id)["config"]
+        row = store.get_run(run_id)
+        if row is None:
+            raise RuntimeError(f"run {run_id} is not in {store.path} (deleted, or the store was replaced)")
+        self.config, self.expected_checkpoint = row["config"], row.get("checkpoint_step")
         train = self.config["train"]
         self.seed, self.batch_size, self.epochs = train["seed"], train["batch_size"], train["epochs"]
         self.log_every, self.probe_every = train["log_every"], train["probe_every"]
         self.ctxs = contexts(train["device"], gpu_ids)
         self.data_ctx = self.ctxs[0] if len(self.ctxs) == 1 else mx.cpu()
         self.dir = store.run_dir(run_id)
-        self.stop_flag = False
+        self.stop = stop or StopSignal()
 
         mx.random.seed(self.seed)
         np.random.seed(self.seed)
@@ -204,25 +205,43 @@ class Run:
         self.window = LossWindow()
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
+    def checkpoint(self, writer: MetricWriter) -> None:
+        """Commit a checkpoint at the current step such that a resume from it re-creates exactly what an
+        uninterrupted run records: the partial loss window is carried into it (the uninterrupted run carries it
+        too, so both compute the same floats), and every row up to this step is flushed BEFORE the commit (rows
+        still buffered when a kill came were lost for good: the resumed run only re-records rows after the
+        checkpoint)."""
+        self.window.carry(self.ctxs[0])
+        writer.flush()
+        self.save_checkpoint()
+        writer.latest["checkpoint_step"] = self.step
+
     def save_checkpoint(self) -> None:
-        """Parameters, trainer state (optimizer, scheduler, update count) and loop position. The files are new ones
-        named by step; replacing checkpoint.json is the atomic commit, so a kill at any moment leaves the previous
-        checkpoint whole. Older files go after the commit."""
-        params, states = f"step{self.step}.params", f"step{self.step}.states"
-        self.net.save_parameters(str(self.dir / params))
-        self.trainer.save_states(str(self.dir / states))
-        meta_tmp = self.dir / (CHECKPOINT + ".tmp")
-        meta_tmp.write_text(json.dumps({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                                        "params": params, "states": states, "wall": self.wall(), "best": self.best,
-                                        "best_window_loss": self.best_window_loss,
-                                        "window": [self.window.carried_sum, self.window.carried_count]}))
-        os.replace(meta_tmp, self.dir / CHECKPOINT)
-        for old in list(self.dir.glob("step*.params")) + list(self.dir.glob("step*.states")):
-            if old.name not in (params, states):
-                old.unlink(missing_ok=True)
+        """Parameters, trainer state (optimizer, scheduler, update count) and loop position, through
+        experiments.checkpoint (partial files renamed into place, checksums, checkpoint.json as the atomic
+        commit). A failed write (disk full) removes what it wrote and raises."""
+        params_tmp = self.dir / f"step{self.step}.params{PARTIAL_SUFFIX}"
+        states_tmp = self.dir / f"step{self.step}.states{PARTIAL_SUFFIX}"
+        try:
+            self.net.save_parameters(str(params_tmp))
+            self.trainer.save_states(str(states_tmp))
+            commit_checkpoint(self.dir, {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                                         "wall": self.wall(), "best": self.best,
+                                         "best_window_loss": self.best_window_loss,
+                                         "window": [self.window.carried_sum, self.window.carried_count]},
+                              params_tmp, states_tmp)
+        except BaseException as e:
+            remove_partial_files(self.dir)
+            if isinstance(e, (OSError, mx.base.MXNetError)) and _disk_full(self.dir):
+                raise StoreWriteError(f"disk full: cannot write the checkpoint of {self.run_id} in {self.dir}",
+                                      disk_full=True) from e
+            raise
 
     def load_checkpoint(self) -> bool:
-        state = read_checkpoint(self.dir)
+        """Load the run's last checkpoint, verified against its checksums. False when the run has none (a first
+        start); CheckpointError when it has one that cannot be used (never a silent restart from step 0)."""
+        remove_partial_files(self.dir)
+        state = verify_checkpoint(self.dir, self.expected_checkpoint)
         if state is None:
             return False
         self.net.load_parameters(str(self.dir / state["params"]), ctx=self.ctxs)
@@ -269,7 +288,11 @@ class Run:
     def train(self, writer: MetricWriter) -> str:
         """Train to the end (or a stop / divergence). Returns the final status."""
         self.t_start = time.perf_counter()
-        window = self.window
+        stop, window = self.stop, self.window
+        if self.epoch >= self.epochs:  # resumed from the final checkpoint: everything is recorded already
+            writer.flush()
+            return keys.COMPLETED
+        first_step = True
         for epoch in range(self.epoch, self.epochs):
             self.epoch = epoch
             if self.uses_rng:
@@ -284,6 +307,9 @@ class Run:
                 window.samples += self.batch_size
                 self.step += 1
                 self.batch_in_epoch += 1
+                if first_step:
+                    writer.latest["first_step_at"] = time.time()
+                    first_step = False
                 if self.step % self.log_every == 0:
                     status = self.log_window(writer, window)
                     if status:
@@ -291,23 +317,23 @@ class Run:
                     window = self.window = LossWindow()
                 if self.step % self.probe_every == 0:
                     self.record_probe(writer)
-                if self.stop_flag or (writer.due() and self.flush(writer)):
-                    window.carry(self.ctxs[0])  # a resumed run logs the same window means as an uninterrupted one
-                    self.save_checkpoint()
+                if stop.requested or (writer.due() and self.flush(writer)):
+                    self.checkpoint(writer)
                     writer.flush()
-                    return "stopped"
+                    return keys.STOPPED
             self.batch_in_epoch = 0
             self.epoch = epoch + 1
             window.started += self.end_epoch(writer)  # samples/s counts training time, not validation
-        if window.losses:  # the steps after the last log line
+        if window.losses or window.carried_count:  # the steps after the last log line
             status = self.log_window(writer, window)
             if status:
                 return status
+            window = self.window = LossWindow()
         if self.step % self.probe_every:
             self.record_probe(writer)
-        self.save_checkpoint()
+        self.checkpoint(writer)
         writer.flush()
-        return "completed"
+        return keys.COMPLETED
 
     def epoch_float(self) -> float:
         return self.step / self.steps_per_epoch
@@ -321,17 +347,17 @@ class Run:
         if self.exploded(train_loss):
             return self.mark_diverged(writer, losses, exploded_loss=train_loss)
         # gradient of the mean loss, last step of the window (first replica)
-        values = {"train_loss": train_loss, "lr": self.trainer.learning_rate,
-                  "grad_norm": float(np.sqrt(grad_squares)) / self.batch_size,
-                  "samples_per_s": samples / max(elapsed, 1e-9)}
-        if not np.isfinite(values["grad_norm"]):
+        values = {keys.TRAIN_LOSS: train_loss, keys.LR: self.trainer.learning_rate,
+                  keys.GRAD_NORM: float(np.sqrt(grad_squares)) / self.batch_size,
+                  keys.SAMPLES_PER_S: samples / max(elapsed, 1e-9)}
+        if not np.isfinite(values[keys.GRAD_NORM]):
             return self.mark_diverged(writer, losses)
         wall, epoch = self.wall(), self.epoch_float()
         writer.add(self.step, epoch, wall, values)
         writer.latest.update(step=self.step, epoch=epoch, train_loss=train_loss,
                              samples_per_s=values["samples_per_s"])
-        self.log(f"step {self.step:6d} | epoch {epoch:6.2f} | loss {train_loss:.4f} | lr {values['lr']:.3g} | "
-                 f"grad {values['grad_norm']:.3g} | {values['samples_per_s']:,.0f} samples/s")
+        self.log(f"step {self.step:6d} | epoch {epoch:6.2f} | loss {train_loss:.4f} | lr {values[keys.LR]:.3g} | "
+                 f"grad {values[keys.GRAD_NORM]:.3g} | {values[keys.SAMPLES_PER_S]:,.0f} samples/s")
         return None
 
     def exploded(self, train_loss: float) -> bool:
@@ -355,19 +381,19 @@ class Run:
                 first_bad = self.step - steps_in_window + i + 1
                 break
         writer.add(first_bad, first_bad / self.steps_per_epoch, self.wall(),
-                   {"train_loss": float("nan") if value is None else value})
+                   {keys.TRAIN_LOSS: float("nan") if value is None else value})
         writer.latest.update(step=self.step, epoch=self.epoch_float(), diverged_step=first_bad,
                              train_loss=value)
         writer.flush()
         reason = "is not finite" if value is None else (f"exploded to {value:.4g} (> "
                                                         f"{self.config['train']['diverge_factor']:g} x its reference)")
         self.log(f"diverged: loss {reason} at step {first_bad}")
-        return "diverged"
+        return keys.DIVERGED
 
     def record_probe(self, writer: MetricWriter) -> None:
         dead = self.probe.read()
         if dead:
-            writer.add(self.step, self.epoch_float(), self.wall(), {f"dead/{k}": v for k, v in dead.items()})
+            writer.add(self.step, self.epoch_float(), self.wall(), {keys.dead_key(k): v for k, v in dead.items()})
 
     def end_epoch(self, writer: MetricWriter) -> float:
         """Validate, record, checkpoint when due. Returns the seconds it took."""
@@ -377,11 +403,12 @@ class Run:
             self.best["best_val_acc"] = val_acc
         if np.isfinite(val_loss) and (self.best["best_val_loss"] is None or val_loss < self.best["best_val_loss"]):
             self.best["best_val_loss"] = val_loss
-        writer.add(self.step, float(self.epoch), self.wall(), {"val_loss": val_loss, "val_acc": val_acc})
+        writer.add(self.step, float(self.epoch), self.wall(), {keys.VAL_LOSS: val_loss, keys.VAL_ACC: val_acc})
         writer.latest.update(val_loss=val_loss, val_acc=val_acc, epoch=float(self.epoch), **self.best)
         self.log(f"epoch {self.epoch}/{self.epochs} | val loss {val_loss:.4f} | val acc {val_acc:.4f}")
-        if self.epoch % self.config["train"]["checkpoint_every"] == 0 or self.epoch == self.epochs:
-            self.save_checkpoint()
+        # the last epoch's checkpoint is the final one, after the steps since the last log line are recorded
+        if self.epoch % self.config["train"]["checkpoint_every"] == 0 and self.epoch < self.epochs:
+            self.checkpoint(writer)
         return time.perf_counter() - started
 
     def flush(self, writer: MetricWriter) -> bool:
@@ -390,41 +417,117 @@ class Run:
         return self.store.stop_requested(self.run_id)
 
 
-def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None,
-            stop_on_signals: bool = False) -> str:
-    """Claim a run, train it (resuming from its checkpoint if it has one), and record how it ended.
-    `stop_on_signals`: the worker process owns SIGTERM/SIGINT and turns them into a clean stop; in-process callers
-    (tests, benchmarks) keep their own handlers."""
-    log = log or (lambda line: print(line, flush=True))
-    store.claim_run(run_id, os.getpid(), socket.gethostname())
+def safe_log(line: str) -> None:
+    """The worker's log goes to a file: a full disk must not turn a log line into a crash of the run."""
     try:
-        run = Run(store, run_id, gpu_ids, log)
-        resumed = run.load_checkpoint()
-        store.delete_metrics_after(run_id, run.step if resumed else -1)
-        store.update_run(run_id, summary=run.summary, versions=versions(), git_commit=git_commit(),
-                         total_steps=run.total_steps, device=",".join(str(c) for c in run.ctxs))
-        log(f"{'resuming' if resumed else 'starting'} {run_id} at step {run.step}: {run.config['net']['name']} on "
-            f"{run.config['data']['name']}, {run.config['optimizer']['name']} lr={run.config['optimizer']['lr']}, "
-            f"{run.total_steps} steps on {run.ctxs}")
-        writer = MetricWriter(store, run_id)
-        if stop_on_signals:
-            install_stop_handler(run)
-        status = run.train(writer)
-        store.finish_run(run_id, status)
-        log(f"{status} at step {run.step}")
-        return status
+        print(line, flush=True)
+    except OSError:
+        pass
+
+
+def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=None, stop: StopSignal | None = None,
+            scheduler_id: int | None = None, generation: int | None = None, heartbeat: bool = False) -> str:
+    """Claim a run, train it (resuming from its checkpoint if it has one), and record how it ended; returns the
+    run's final status, or `refused` (the claim lost: the run was stopped, re-queued or taken meanwhile),
+    `superseded` (the run was taken away while training: nothing more is written) or `store-error` (the claim
+    could not be written, e.g. disk full: the scheduler keeps the run queued).
+    `stop`: the worker process installs its signal handlers before calling this, so a stop during start-up counts;
+    in-process callers (tests, benchmarks) keep their own handlers. `scheduler_id`/`generation`: what the
+    scheduler queued the run as (the claim fails if a resume re-queued it since)."""
+    log = log or safe_log
+    stop = stop or StopSignal()
+    testhooks.pause("before-claim", store.run_dir(run_id), run_id)
+    try:
+        lease = store.claim_run(run_id, os.getpid(), socket.gethostname(), scheduler_id, generation)
+    except ClaimRefused as e:
+        log(f"not starting {run_id}: {e}")
+        return "refused"
+    except StoreWriteError as e:
+        log(f"cannot claim {run_id}: {e}")
+        return "store-error"
+    beat = Heartbeat(store.runs_dir, run_id, lease).start() if heartbeat else None
+    try:
+        return _train_claimed(store, run_id, lease, gpu_ids, log, stop)
+    except NotOwner as e:
+        log(f"{run_id}: stopped writing: {e}")
+        return "superseded"
     except Exception as e:
-        log(traceback.format_exc())
-        store.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-        return "failed"
+        detail = traceback.format_exc()
+        log(detail)
+        plain = isinstance(e, (CheckpointError, StoreWriteError))  # a clear sentence is the whole story
+        _record_failure(store, run_id, lease, str(e) if plain else f"{type(e).__name__}: {e}",
+                        None if plain else detail, log)
+        return keys.FAILED
+    finally:
+        if beat is not None:
+            beat.stop()
 
 
-def install_stop_handler(run: Run) -> None:
-    """SIGTERM / SIGINT stop cleanly: the loop checkpoints and marks the run stopped at the next step."""
-    import signal
+def _train_claimed(store: Store, run_id: str, lease: str, gpu_ids, log, stop: StopSignal) -> str:
+    testhooks.pause("after-claim", store.run_dir(run_id), run_id)
+    run = Run(store, run_id, gpu_ids, log, stop)
+    resumed = run.load_checkpoint()
+    store.delete_metrics_after(run_id, run.step if resumed else -1, lease=lease)
+    store.update_run(run_id, lease, summary=run.summary, versions=versions(), git_commit=git_commit(),
+                     total_steps=run.total_steps, device=",".join(str(c) for c in run.ctxs),
+                     checkpoint_step=run.step if resumed else None)
+    log(f"{'resuming' if resumed else 'starting'} {run_id} at step {run.step}: {run.config['net']['name']} on "
+        f"{run.config['data']['name']}, {run.config['optimizer']['name']} lr={run.config['optimizer']['lr']}, "
+        f"{run.total_steps} steps on {run.ctxs}, {os.environ.get('OMP_NUM_THREADS', '?')} threads")
+    writer = MetricWriter(store, run_id, lease)
+    testhooks.pause("before-train", store.run_dir(run_id), run_id)
+    if stop.requested or store.stop_requested(run_id):  # stopped while starting: no step taken, nothing to save
+        status = keys.STOPPED
+    else:
+        status = run.train(writer)
+    store.finish_run(run_id, status, lease)
+    log(f"{status} at step {run.step}")
+    return status
 
-    def request_stop(signum, frame):
-        run.stop_flag = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+def _record_failure(store: Store, run_id: str, lease: str, error: str, detail: str | None, log) -> None:
+    try:
+        store.finish_run(run_id, keys.FAILED, lease, error=error, traceback=detail)
+    except (StoreWriteError, NotOwner) as e:  # readers will show it lost, with the store's own reason
+        log(f"could not record the failure of {run_id}: {e}")
+
+
+def _disk_full(path: Path, margin_bytes: int = 1 << 20) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free < margin_bytes
+    except OSError:
+        return False
+
+
+class Heartbeat:
+    """A thread that refreshes the run's heartbeat every second through its own store connection, so readers can
+    tell a slow worker (first hybridize, a long validation) from a vanished one. It says the process lives, not
+    that the loop advances: `progress_at`, written by the loop's own flushes, says that."""
+
+    def __init__(self, runs_dir, run_id: str, lease: str | None, period_s: float = HEARTBEAT_EVERY_S):
+        self.runs_dir, self.run_id, self.lease, self.period_s = runs_dir, run_id, lease, period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        store = Store(self.runs_dir)  # its own connection: sqlite connections are not shared across threads here
+        try:
+            while not self._stop.wait(self.period_s):
+                try:
+                    store.heartbeat(self.run_id, self.lease)
+                except NotOwner:
+                    return
+                except Exception as e:  # a missed heartbeat is not fatal; the next one may succeed
+                    safe_log(f"heartbeat failed: {e}")
+        finally:
+            store.close()

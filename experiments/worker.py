@@ -1,27 +1,37 @@
-"""Worker process: trains one run. `python -m experiments.worker RUN_ID --runs-dir DIR [--threads N] [--gpus 0,1]`.
+"""Worker: trains one run, in a process of its own.
 
-Started by the scheduler in its own session with output appended to the run's log file. OMP_NUM_THREADS is set here,
-before mxnet is imported (MXNet reads it once, at import; unset it uses half the cores).
-A heartbeat thread keeps the run's heartbeat fresh even while the loop is busy (first hybridize, a long validation),
-so readers can tell a slow worker from a vanished one.
+Two ways in, same code: the scheduler forks a warm child that calls `run_worker` (experiments/lifecycle.py: the
+engine is imported once per sweep), or, for a run planned with a thread count other than the scheduler's, it starts
+`python -m experiments.worker RUN_ID --runs-dir DIR --threads N [--scheduler-id S --generation G] [--gpus 0,1]`
+with OMP_NUM_THREADS set before mxnet is imported (MXNet reads it once, at import; unset it uses half the cores).
+
+Exit codes tell the scheduler what it must record: 0 the run recorded its own end (or was not ours to start),
+1 it failed and recorded it, EXIT_STORE_UNAVAILABLE the claim could not be written (disk full): the run stays
+queued and the scheduler tries again later.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-import threading
+
+EXIT_STORE_UNAVAILABLE = 75  # EX_TEMPFAIL
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def heartbeat_forever(runs_dir: str, run_id: str, stop: threading.Event, period_s: float = 1.0) -> None:
+def run_worker(runs_dir: str, run_id: str, scheduler_id: int | None, generation: int | None,
+               gpu_ids: list[int] | None, stop) -> int:
+    """Train one run in this process (already in its own session, output going to the run's log)."""
     from experiments.store import Store
+    from experiments.train import execute
 
-    store = Store(runs_dir)  # its own connection: sqlite connections are not shared across threads here
-    while not stop.wait(period_s):
-        try:
-            store.heartbeat(run_id)
-        except Exception as e:  # a missed heartbeat is not fatal; the next one may succeed
-            print(f"heartbeat failed: {e}", file=sys.stderr, flush=True)
+    store = Store(runs_dir)
+    status = execute(store, run_id, gpu_ids, stop=stop, scheduler_id=scheduler_id, generation=generation,
+                     heartbeat=True)
+    if status == "store-error":
+        return EXIT_STORE_UNAVAILABLE
+    return 1 if status == "failed" else 0
 
 
 def main(argv=None) -> int:
@@ -30,24 +40,20 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", required=True)
     parser.add_argument("--threads", type=int, default=0, help="OpenMP threads (0 = all cores)")
     parser.add_argument("--gpus", default="", help="GPU ids assigned by the scheduler, e.g. 0,1")
+    parser.add_argument("--scheduler-id", type=int)
+    parser.add_argument("--generation", type=int)
     args = parser.parse_args(argv)
 
-    threads = args.threads or os.cpu_count() or 1
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # must precede `import mxnet`
+    os.environ["OMP_NUM_THREADS"] = str(args.threads or os.cpu_count() or 1)  # must precede `import mxnet`
+    from experiments.stop import StopSignal
 
-    from experiments.store import Store
-    from experiments.train import execute
-
-    store = Store(args.runs_dir)
-    stop = threading.Event()
-    beat = threading.Thread(target=heartbeat_forever, args=(args.runs_dir, args.run_id, stop), daemon=True)
-    beat.start()
+    # The scheduler starts this process with SIGTERM/SIGINT blocked; the handler is in place before they are let
+    # through, so a stop sent at any moment of the start (3 s of imports) ends the run `stopped`, never killed.
+    stop = StopSignal().install()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     gpu_ids = [int(g) for g in args.gpus.split(",")] if args.gpus else None
-    try:
-        status = execute(store, args.run_id, gpu_ids, stop_on_signals=True)
-    finally:
-        stop.set()
-    return 0 if status in ("completed", "stopped", "diverged") else 1
+    return run_worker(args.runs_dir, args.run_id, args.scheduler_id, args.generation, gpu_ids, stop)
 
 
 if __name__ == "__main__":

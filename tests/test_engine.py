@@ -156,13 +156,14 @@ def test_resume_equals_uninterrupted(runs_dir, monkeypatch, dropout, stop_at):
     def stopping_step(self, *args):
         out = original_step(self, *args)
         if self.step + 1 == stop_at:
-            self.stop_flag = True
+            self.stop.requested = True
         return out
 
     monkeypatch.setattr(Run, "train_step", stopping_step)
     assert execute(store, resumed_id, log=QUIET) == "stopped"
     assert store.get_run(resumed_id)["step"] <= stop_at
     monkeypatch.setattr(Run, "train_step", original_step)
+    assert store.requeue(resumed_id)  # what `mxdash resume` does
     assert execute(store, resumed_id, log=QUIET) == "completed"
 
     straight = mx.nd.load(str(checkpoint_files(store.run_dir(straight_id))[0]))
