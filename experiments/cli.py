@@ -124,7 +124,7 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
     orphaned = [r["id"] for r in runs if r["status"] == "lost" and "scheduler" in (r.get("error") or "")]
     if orphaned:
         if scheduler is not None and scheduler_exit is not None and scheduler_exit != 0:
-            how = describe_exit(scheduler_exit).replace("worker", "the scheduler", 1)
+            how = f"the scheduler was {describe_exit(scheduler_exit)}"
         else:
             how = "the scheduler died"
         print(f"mxdash run: {how} before starting {len(orphaned)} run(s) ({', '.join(orphaned[:5])}"
@@ -283,12 +283,13 @@ def cmd_resume(args) -> int:
 
     store = open_store(args)
     runs = store.resolve(args.runs)
-    refused, resumable = [], []
+    named = set(args.runs)  # a run named by its own id must resume or be refused (exit 2); an experiment's
+    refused, skipped, resumable = [], [], []  # members that need nothing (completed, running) are only listed
     for run in runs:
         if run["status"] not in RESUMABLE:
             why = {"queued": "already queued (another `mxdash resume` or a sweep will start it)",
                    "running": "running"}.get(run["status"], f"{run['status']}: nothing to resume")
-            refused.append(f"{run['id']}: {why}")
+            (refused if run["id"] in named else skipped).append(f"{run['id']}: {why}")
             continue
         if not args.from_scratch:
             try:
@@ -320,10 +321,12 @@ def cmd_resume(args) -> int:
                 store.update_run(run_id, checkpoint_step=None)
         launch_scheduler(store, scheduler_id, parallel, threads)
         started.extend(won)
+    for line in skipped:
+        print(f"not resumed: {line}")
     for line in refused:
         print(f"mxdash resume: {line}", file=sys.stderr)
     if not started:
-        return EXIT_BAD_INPUT
+        return EXIT_BAD_INPUT if refused or not skipped else 0
     how = "from step 0" if args.from_scratch else "from the last checkpoint"
     print(f"resuming {', '.join(started)} {how}")
     if args.wait:

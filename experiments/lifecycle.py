@@ -89,6 +89,7 @@ def launch_scheduler(store: Store, scheduler_id: int, parallel: int, threads: in
 
 
 def describe_exit(code: int) -> str:
+    """How a process ended, from its wait status: "killed by SIGKILL (kill -9, or the out-of-memory killer)"."""
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -96,8 +97,8 @@ def describe_exit(code: int) -> str:
             name = f"signal {-code}"
         hint = {"SIGKILL": " (kill -9, or the out-of-memory killer)", "SIGSEGV": " (a crash in native code)",
                 "SIGABRT": " (aborted by native code)", "SIGTERM": " (terminated before it could stop cleanly)"}
-        return f"worker killed by {name}{hint.get(name, '')}"
-    return f"worker exited with code {code}"
+        return f"killed by {name}{hint.get(name, '')}"
+    return f"exited with code {code}"
 
 
 # -- the scheduler ------------------------------------------------------------------------------------------------
@@ -259,7 +260,10 @@ class Scheduler:
             run = None
         if run is not None and run["status"] in ACTIVE and run["generation"] == generation and (
                 run["status"] == QUEUED or run["pid"] == pid):
-            reason = describe_exit(code) if code != 0 else "worker exited without recording an end"
+            reason = f"worker {describe_exit(code)}" if code != 0 else "worker exited without recording an end"
+            last = last_log_line(self.store.log_path(run_id))
+            if code != 0 and last:
+                reason += f": {last}"
             status = "lost" if code < 0 else "failed"
             self._record(lambda: self.store.end_unclaimed(run_id, generation, pid, status,
                                                           f"{reason} (see {self.store.log_path(run_id)})"))
@@ -268,6 +272,18 @@ class Scheduler:
         except Exception:
             final = None
         self.log(f"{run_id} ended: {final['status'] if final else '?'} (exit {code})")
+
+
+def last_log_line(path: Path, block: int = 4096) -> str | None:
+    """The last non-empty line of a run's log: what a crashing worker said last ("Segmentation fault: 11": MXNet's
+    own SIGSEGV handler prints it and exits with code 255, so the wait status alone does not show a crash)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - block))
+            lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:200] if lines else None
 
 
 # -- starting a worker ----------------------------------------------------------------------------------------------

@@ -169,6 +169,35 @@ def describe_sqlite_error(error: BaseException, path: Path) -> StoreWriteError:
     return StoreWriteError(f"cannot write to {path}: {text}")
 
 
+READ_RETRY_S = 10.0
+
+
+def _reads(method):
+    """A read that survives the moments after mxdash.db-wal was deleted under running workers: until a worker's
+    next write restores the rows (recover_lost_wal, about a second), new readers get SQLite's "disk I/O error".
+    Such a read is retried for READ_RETRY_S, then reported as a sentence naming the file (never a traceback)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        deadline = time.monotonic() + READ_RETRY_S
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.OperationalError as e:
+                if "disk I/O error" not in str(e) or self.conn.in_transaction:
+                    raise StoreError(f"cannot read {self.path}: {e}") from e
+                if time.monotonic() > deadline:
+                    raise StoreError(f"cannot read {self.path}: {e}; if {self.wal_path.name} was deleted while "
+                                     "runs were writing, their rows come back at their next write; if no run is "
+                                     "writing any more, `PRAGMA integrity_check` on the file tells what is left") from e
+                self.recover_lost_wal()
+                time.sleep(0.2)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"cannot read {self.path}: {e}") from e
+    return wrapper
+
+
 class Store:
     """Access to one runs directory. Cheap to create; open one per process (or per thread)."""
 
@@ -184,10 +213,66 @@ class Store:
                     raise StoreError(f"no runs directory at {self.runs_dir} (start one with `mxdash run FILE`)")
                 raise StoreError(f"{self.runs_dir} holds no runs yet (no {DB_NAME}); start one with `mxdash run FILE`")
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self._wal_inode: int | None = None
+        self.conn = self._connect()
         self._init_schema(new)
+        self._note_wal()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        # WAL + synchronous=NORMAL: a commit is an append to the WAL with no fsync (the WAL is synced at
+        # checkpoints). A crash of a process loses nothing committed; a power cut may lose the last commits. The
+        # training loop commits about once a second per run and must not wait on the disk for each.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    # -- a deleted WAL ------------------------------------------------------------------------------------------
+    @property
+    def wal_path(self) -> Path:
+        return self.path.with_name(DB_NAME + "-wal")
+
+    def _note_wal(self) -> None:
+        try:
+            self._wal_inode = os.stat(self.wal_path).st_ino
+        except OSError:
+            self._wal_inode = None
+
+    def _wal_replaced(self) -> bool:
+        """True when the WAL this connection has open is no longer the file at mxdash.db-wal (deleted, or
+        deleted and re-created by another process): its rows exist only in this process's open file."""
+        if self._wal_inode is None:
+            return False
+        try:
+            return os.stat(self.wal_path).st_ino != self._wal_inode
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+
+    def recover_lost_wal(self) -> bool:
+        """If mxdash.db-wal was deleted while this connection had it open (a user cleaning up "temp files" while
+        runs write): copy every row in it into mxdash.db (a checkpoint through this connection still reads the
+        unlinked file), then reconnect, so no row is lost and this process never writes into a file nobody else
+        reads. Called before every write (under the write lock) and by readers before they read."""
+        if not self._wal_replaced():
+            return False
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # nothing more to save through this connection
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+        self.conn = self._connect()
+        self._note_wal()
+        import sys
+
+        print(f"mxdash: {self.wal_path} was deleted while this process was using it; its rows were copied back "
+              f"into {self.path}", file=sys.stderr)
+        return True
 
     def _init_schema(self, new: bool) -> None:
         try:
@@ -274,7 +359,7 @@ class Store:
 
     # -- transactions -------------------------------------------------------------------------------------------
     def write(self, busy_timeout_s: float | None = None):
-        return _WriteTxn(self.conn, self._write_lock_fd(), self.path, busy_timeout_s)
+        return _WriteTxn(self, self._write_lock_fd(), busy_timeout_s)
 
     def _write_lock_fd(self):
         if fcntl is None:
@@ -324,6 +409,7 @@ class Store:
             self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return exp_id, run_ids
 
+    @_reads
     def get_experiment(self, exp_id: str) -> dict | None:
         row = self.conn.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()
         if row is None:
@@ -358,6 +444,7 @@ class Store:
             self.conn.execute("UPDATE schedulers SET status = ?, ended = ?, exit = ? WHERE id = ? AND status IN "
                               "('starting', 'running')", (status, time.time(), exit_reason, scheduler_id))
 
+    @_reads
     def get_scheduler(self, scheduler_id: int | None) -> dict | None:
         if scheduler_id is None:
             return None
@@ -382,10 +469,12 @@ class Store:
     def log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "log.txt"
 
+    @_reads
     def get_run(self, run_id: str) -> dict | None:
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return self._overlay(_row_to_run(row)) if row else None
 
+    @_reads
     def list_runs(self, status: str | None = None, experiment: str | None = None,
                   columns: str = "*") -> list[dict]:
         query, args = f"SELECT {columns} FROM runs WHERE 1=1", []
@@ -405,6 +494,7 @@ class Store:
             run.update(fields)
         return run
 
+    @_reads
     def resolve(self, ids: list[str]) -> list[dict]:
         """Runs named by run ids or experiment ids, in order; unknown ids raise StoreError naming them."""
         runs, unknown = [], []
@@ -516,6 +606,7 @@ class Store:
                 self.conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
             return row["status"]
 
+    @_reads
     def stop_requested(self, run_id: str) -> bool:
         row = self.conn.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
@@ -567,6 +658,7 @@ class Store:
         """From the worker's heartbeat thread: the process lives (not that the loop advances)."""
         self.append_metrics(run_id, [], lease=lease, progress=False)
 
+    @_reads
     def metrics_since(self, run_id: str, after_id: int = 0, keys: list[str] | None = None) -> list[tuple]:
         """Metric rows of one run newer than `after_id`: (id, step, epoch, wall, key, value)."""
         query = "SELECT id, step, epoch, wall, key, value FROM metrics WHERE run_id = ? AND id > ?"
@@ -576,6 +668,7 @@ class Store:
             args.extend(keys)
         return self.conn.execute(query + " ORDER BY id", args).fetchall()
 
+    @_reads
     def metrics_since_all(self, after_id: int = 0, run_ids: list[str] | None = None) -> list[tuple]:
         """Metric rows of all (or the given) runs newer than `after_id`: (id, run_id, step, epoch, wall, key, value)."""
         query = "SELECT id, run_id, step, epoch, wall, key, value FROM metrics WHERE id > ?"
@@ -585,6 +678,7 @@ class Store:
             args.extend(run_ids)
         return self.conn.execute(query + " ORDER BY id", args).fetchall()
 
+    @_reads
     def metric_keys(self, run_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT key FROM metrics WHERE run_id = ?", (run_id,))]
 
@@ -595,6 +689,7 @@ class Store:
             self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
 
     # -- liveness -------------------------------------------------------------------------------------------------
+    @_reads
     def find_lost(self, now: float | None = None) -> dict[str, str]:
         """Run id -> reason, for active runs nobody will move on: a running run whose worker is gone (stale
         heartbeat and, on this host, a dead PID), and a queued run whose scheduler is gone."""
@@ -612,21 +707,20 @@ class Store:
                 gone = now - (row["heartbeat"] or 0) > REMOTE_HEARTBEAT_STALE_S
             if gone:
                 lost[row["id"]] = "worker vanished (killed, out of memory or machine restarted)"
-        queued = self.conn.execute("SELECT id, experiment_id, scheduler_id, created FROM runs WHERE status = 'queued'"
-                                   ).fetchall()
+        # queued runs that name a scheduler (every run made by this mxdash does; one without may come from an older
+        # mxdash or a tool writing the store itself, and nothing tells whether something will start it)
+        queued = self.conn.execute("SELECT id, experiment_id, scheduler_id FROM runs WHERE status = 'queued' "
+                                   "AND scheduler_id IS NOT NULL").fetchall()
         schedulers: dict = {}
         for row in queued:
             sid = row["scheduler_id"]
             if sid not in schedulers:
                 schedulers[sid] = self.get_scheduler(sid)
             scheduler = schedulers[sid]
-            if scheduler is None:
-                if now - (row["created"] or now) > SCHEDULER_START_GRACE_S:
-                    lost[row["id"]] = (f"no scheduler will start it (none recorded); `mxdash resume "
-                                       f"{row['experiment_id']}` runs it")
-            elif not self.scheduler_alive(scheduler, now):
-                how = scheduler.get("exit") or ("never started" if scheduler["pid"] is None else "died")
-                lost[row["id"]] = (f"its scheduler (pid {scheduler['pid']}) {how} before starting it; "
+            if not self.scheduler_alive(scheduler, now):
+                pid = scheduler["pid"] if scheduler else None
+                how = (scheduler or {}).get("exit") or ("never started" if pid is None else "died")
+                lost[row["id"]] = (f"its scheduler (pid {pid}) {how} before starting it; "
                                    f"`mxdash resume {row['experiment_id']}` runs it")
         return lost
 
@@ -634,7 +728,10 @@ class Store:
         """Mark `lost` every active run nobody will move on (see find_lost). Best effort: a reader that cannot
         write (disk full, lock held for long) still shows them lost, with the reason it could not record."""
         now = now or time.time()
-        lost = self.find_lost(now)
+        try:
+            lost = self.find_lost(now)
+        except StoreError:
+            return []  # cannot even read: the caller's own read will say why
         if not lost:
             return []
         try:
@@ -672,6 +769,7 @@ class Store:
             yield rows
             after_id = rows[-1][0]
 
+    @_reads
     def latest_metrics(self, run_id: str, prefix: str) -> dict[str, tuple[int, float | None]]:
         """The newest (step, value) of each metric key of one run starting with `prefix` (e.g. "dead/")."""
         rows = self.conn.execute(
@@ -691,13 +789,18 @@ class _WriteTxn:
     when COMMIT fails SQLite may already have rolled back, so ROLLBACK runs only while a transaction is open
     (running it anyway raised "cannot rollback - no transaction is active" and hid the real error)."""
 
-    def __init__(self, conn: sqlite3.Connection, lock_fd: int | None, path: Path, busy_timeout_s: float | None):
-        self.conn, self.lock_fd, self.path, self.busy_timeout_s = conn, lock_fd, path, busy_timeout_s
+    def __init__(self, store: "Store", lock_fd: int | None, busy_timeout_s: float | None):
+        self.store, self.lock_fd, self.path, self.busy_timeout_s = store, lock_fd, store.path, busy_timeout_s
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.store.conn
 
     def __enter__(self):
         if self.lock_fd is not None:
             self._lock()
         try:
+            self.store.recover_lost_wal()  # under the write lock: no other writer is mid-transaction
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             self._unlock()
@@ -730,6 +833,8 @@ class _WriteTxn:
                 except sqlite3.Error as e:
                     self._rollback_if_open()
                     raise describe_sqlite_error(e, self.path) from e
+                if self.store._wal_inode is None:
+                    self.store._note_wal()
             else:
                 self._rollback_if_open()
                 if isinstance(exc, sqlite3.Error):

@@ -1,0 +1,288 @@
+"""The scheduler can never strand or double-train a run (issue 8), with real processes and the real console script.
+
+Order is asserted through the program's own records (store rows, the scheduler's log, pause-point files), never
+through wall-clock comparisons or sleeps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, cli
+from experiments.store import Store
+
+SWEEP = """
+[experiment]
+name = "{name}"
+[data]
+name = "digits"
+[net]
+name = "mlp"
+hidden = [32]
+[optimizer]
+name = "momentum"
+lr = 0.05
+[train]
+epochs = {epochs}
+batch_size = {batch_size}
+log_every = 5
+probe_every = 50
+seed = 7
+[grid]
+{grid}
+"""
+
+
+def experiment(tmp_path, name, epochs=3, batch_size=64, grid='"optimizer.lr" = [0.1]') -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SWEEP.format(name=name, epochs=epochs, batch_size=batch_size, grid=grid))
+    return path
+
+
+def wait_for(predicate, timeout, period=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def ls(runs_dir, *extra, env=None) -> list[dict]:
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "ls", "--json", "--runs-dir", str(runs_dir),
+                             *extra], capture_output=True, text=True, cwd=PROJECT, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def start_detached(path, runs_dir, *extra, env=None) -> dict:
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "run", str(path), "--detach", "--json",
+                             "--runs-dir", str(runs_dir), *map(str, extra)], capture_output=True, text=True,
+                            cwd=PROJECT, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def scheduler_pid(store: Store, run_id: str) -> int:
+    scheduler = wait_for(lambda: (lambda s: s if s and s["pid"] else None)(
+        store.get_scheduler(store.get_run(run_id)["scheduler_id"])), 30, what="scheduler pid")
+    return scheduler["pid"]
+
+
+def all_ended(runs_dir):
+    runs = ls(runs_dir)
+    return runs if runs and all(r["status"] not in ("queued", "running") for r in runs) else None
+
+
+def train_loss_steps(store, run_id):
+    return [row[1] for row in store.metrics_since(run_id, keys=["train_loss"])]
+
+
+# -- a dead scheduler ------------------------------------------------------------------------------------------------
+def test_kill_9_of_the_scheduler_marks_its_queue_lost_the_foreground_run_says_so_and_resume_finishes(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "orphans", epochs=40, batch_size=16, grid='"optimizer.lr" = [0.01, 0.02, 0.05]')
+    foreground = subprocess.Popen([sys.executable, "-m", "experiments.cli", "run", str(path), "--parallel", "1",
+                                   "--runs-dir", str(runs_dir)], cwd=PROJECT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+    store = wait_for(lambda: (runs_dir / "mxdash.db").exists() and Store(runs_dir), 60, what="store")
+    first = wait_for(lambda: [r for r in store.list_runs() if r["status"] == "running"], 60, what="a running run")[0]
+    os.kill(scheduler_pid(store, first["id"]), signal.SIGKILL)
+
+    out, err = foreground.communicate(timeout=240)
+    assert foreground.returncode == 1, out + err
+    assert "the scheduler was killed by SIGKILL" in err and "orphans-1.2" in err and "mxdash resume orphans-1" in err, err
+    runs = {r["id"]: r for r in ls(runs_dir)}
+    assert runs["orphans-1.1"]["status"] == "completed"  # its worker had its own process: it finished
+    for run_id in ("orphans-1.2", "orphans-1.3"):
+        assert runs[run_id]["status"] == "lost" and "scheduler" in runs[run_id]["error"], runs[run_id]
+
+    result = cli("resume", "orphans-1", "--wait", "--runs-dir", runs_dir, timeout=300)
+    assert "orphans-1.2" in result.stdout and "orphans-1.3" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "not resumed: orphans-1.1: completed: nothing to resume" in result.stdout
+    assert {r["status"] for r in ls(runs_dir)} == {"completed"}
+    for run_id in ("orphans-1.2", "orphans-1.3"):
+        steps = train_loss_steps(store, run_id)
+        assert steps == sorted(set(steps)) and steps[-1] == store.get_run(run_id)["total_steps"]
+
+
+# -- one owner per run -----------------------------------------------------------------------------------------------
+def test_two_concurrent_resumes_exactly_one_trains_and_no_step_is_recorded_twice(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "twice", epochs=30, batch_size=16)
+    (run_id,) = start_detached(path, runs_dir)["runs"]
+    store = Store(runs_dir)
+    wait_for(lambda: store.get_run(run_id)["checkpoint_step"], 120, what="a first checkpoint")
+    stop = cli("stop", run_id, "--runs-dir", runs_dir)
+    assert f"{run_id}: stopped" in stop.stdout, stop.stdout + stop.stderr
+
+    resumes = [subprocess.Popen([sys.executable, "-m", "experiments.cli", "resume", run_id, "--runs-dir",
+                                 str(runs_dir)], cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in resumes]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, _, err in results if code == 2)
+    assert "another command resumed it first" in loser or "already queued" in loser or "running" in loser, loser
+
+    wait_for(lambda: store.get_run(run_id)["status"] == "completed", 240, what="completion")
+    steps = train_loss_steps(store, run_id)
+    assert steps == sorted(set(steps)), "a step was recorded twice"
+    assert steps[-1] == store.get_run(run_id)["total_steps"]
+    claims = [line for line in store.log_path(run_id).read_text().splitlines() if line.startswith("resuming")]
+    assert len(claims) == 1, claims  # exactly one worker trained after the stop
+
+
+def test_a_worker_that_lost_its_run_cannot_write_to_it(tmp_path):
+    """The store side of ownership: a lease that no longer owns the run is refused for every write."""
+    from conftest import create_runs
+    from experiments.store import ClaimRefused, NotOwner
+
+    store, (run_id,) = create_runs(tmp_path / "runs", {"train": {"epochs": 1}})
+    lease = store.claim_run(run_id, os.getpid())
+    with pytest.raises(ClaimRefused, match="running, not queued"):
+        store.claim_run(run_id, os.getpid())  # a second claimer
+    store.finish_run(run_id, "stopped", lease)
+    assert store.requeue(run_id) and not store.requeue(run_id)  # the second resume loses the compare-and-set
+    newer = store.claim_run(run_id, os.getpid())
+    for write in (lambda: store.append_metrics(run_id, [(1, 0.1, 0.0, "train_loss", 1.0)], lease=lease),
+                  lambda: store.finish_run(run_id, "completed", lease),
+                  lambda: store.heartbeat(run_id, lease)):
+        with pytest.raises(NotOwner):
+            write()
+    store.append_metrics(run_id, [(1, 0.1, 0.0, "train_loss", 1.0)], lease=newer)
+    assert len(store.metrics_since(run_id)) == 1
+
+
+# -- stop always wins ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("point", ["queued", "before-claim", "after-claim", "before-train"])
+def test_stop_at_every_point_of_a_runs_start_ends_stopped(tmp_path, point):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "stopstart", epochs=30, batch_size=16, grid='"optimizer.lr" = [0.01, 0.02]')
+    env = dict(os.environ)
+    target = "stopstart-1.2"
+    if point != "queued":
+        env["MXDASH_TEST_PAUSE"] = f"{point}:{target}"
+    # parallel 1: run 2 waits in the queue until run 1 ends
+    started = start_detached(path, runs_dir, "--parallel", "1", env=env)
+    store = Store(runs_dir)
+    if point == "queued":
+        wait_for(lambda: store.get_run("stopstart-1.1")["status"] == "running", 60, what="run 1 running")
+        assert store.get_run(target)["status"] == "queued"
+    else:
+        cli("stop", "stopstart-1.1", "--runs-dir", runs_dir)  # let run 2 start soon
+        marker = store.run_dir(target) / f"paused-{point}"
+        wait_for(marker.exists, 120, what=f"run 2 paused at {point}")
+    result = cli("stop", target, "--runs-dir", runs_dir, "--timeout", "0")
+    assert result.returncode == 0, result.stderr
+    if point == "queued":
+        cli("stop", "stopstart-1.1", "--runs-dir", runs_dir)
+    else:
+        marker.unlink()
+    wait_for(lambda: all_ended(runs_dir), 120, what="both runs ended")
+    run = store.get_run(target)
+    assert run["status"] == "stopped", (point, run["status"], run["error"])
+    assert (run["step"] or 0) == 0 and not train_loss_steps(store, target)  # it never trained
+
+
+# -- exact resume after kill -9 --------------------------------------------------------------------------------------
+def test_kill_9_at_a_random_step_then_resume_equals_uninterrupted(tmp_path):
+    mx = pytest.importorskip("mxnet")
+    import numpy as np
+
+    from experiments.checkpoint import checkpoint_files
+
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "exact", epochs=12, batch_size=8,
+                      grid='"experiment.description" = ["uninterrupted", "killed"]')
+    straight_id, killed_id = start_detached(path, runs_dir, "--parallel", "2")["runs"]
+    store = Store(runs_dir)
+    total = wait_for(lambda: store.get_run(killed_id)["total_steps"], 60, what="total steps")
+    kill_after = random.Random().randint(total // 10, total * 2 // 3)
+    wait_for(lambda: (store.get_run(killed_id)["step"] or 0) >= kill_after, 240, 0.02, what=f"step {kill_after}")
+    run = store.get_run(killed_id)
+    os.kill(run["pid"], signal.SIGKILL)
+    wait_for(lambda: store.reap_lost() or store.get_run(killed_id)["status"] == "lost", 30, what="lost")
+    assert store.get_run(killed_id)["threads"] == store.get_run(straight_id)["threads"] == 1
+
+    result = cli("resume", killed_id, "--wait", "--runs-dir", runs_dir, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: store.get_run(straight_id)["status"] == "completed", 240, what="the uninterrupted run")
+
+    def rows(run_id):  # wall times and throughput are measurements, everything else must match exactly
+        return [(step, epoch, key, value) for _id, step, epoch, _wall, key, value in store.metrics_since(run_id)
+                if key != "samples_per_s"]
+
+    assert rows(killed_id) == rows(straight_id), f"killed near step {kill_after}"
+    a = mx.nd.load(str(checkpoint_files(store.run_dir(straight_id))[0]))
+    b = mx.nd.load(str(checkpoint_files(store.run_dir(killed_id))[0]))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key].asnumpy(), b[key].asnumpy()), key
+
+
+# -- liveness from progress ------------------------------------------------------------------------------------------
+def test_a_sigstopped_worker_is_shown_stale_not_running_nor_lost(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "frozen", epochs=40, batch_size=16)
+    (run_id,) = start_detached(path, runs_dir)["runs"]
+    store = Store(runs_dir)
+    wait_for(lambda: (store.get_run(run_id)["step"] or 0) > 0, 60, what="first steps")
+    pid = store.get_run(run_id)["pid"]
+    env = dict(os.environ, MXDASH_STALE_S="2")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = wait_for(lambda: [r for r in ls(runs_dir, env=env) if r["stale"]], 60, 0.5, what="stale")
+        assert frozen[0]["status"] == "running" and frozen[0]["last_progress_s"] >= 2
+        assert frozen[0]["heartbeat"] is not None and frozen[0]["progress_at"] is not None
+        table = subprocess.run([sys.executable, "-m", "experiments.cli", "ls", "--runs-dir", str(runs_dir)],
+                               capture_output=True, text=True, cwd=PROJECT, env=env).stdout
+        assert "stale" in table
+        assert [r["id"] for r in ls(runs_dir, "--status", "stale", env=env)] == [run_id]
+        time.sleep(6)  # > HEARTBEAT_STALE_S: a frozen worker's heartbeat is stale too, yet its process lives
+        assert store.reap_lost() == [] and store.get_run(run_id)["status"] == "running"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: store.get_run(run_id)["status"] == "completed", 240, what="completion after SIGCONT")
+    assert not [r for r in ls(runs_dir, env=env) if r["stale"]]
+
+
+# -- crash isolation under warm workers ------------------------------------------------------------------------------
+def test_a_crash_of_one_warm_worker_leaves_the_rest_of_the_sweep_completing(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "crash", epochs=25, batch_size=16, grid='"optimizer.lr" = [0.01, 0.02, 0.05, 0.1]')
+    run_ids = start_detached(path, runs_dir, "--parallel", "2")["runs"]
+    store = Store(runs_dir)
+    victim = wait_for(lambda: [r for r in store.list_runs() if r["status"] == "running" and (r["step"] or 0) > 0],
+                      60, what="a training run")[0]
+    os.kill(victim["pid"], signal.SIGSEGV)
+    runs = {r["id"]: r for r in wait_for(lambda: all_ended(runs_dir), 300, 0.5, what="the sweep")}
+    # MXNet's own SIGSEGV handler prints "Segmentation fault" and exits with 255: the scheduler quotes the log
+    assert runs[victim["id"]]["status"] == "failed", runs[victim["id"]]
+    assert "exited with code 255: Segmentation fault" in runs[victim["id"]]["error"], runs[victim["id"]]["error"]
+    assert all(runs[r]["status"] == "completed" for r in run_ids if r != victim["id"])
+    log = next((runs_dir / "_scheduler").glob("scheduler-*.log")).read_text()
+    assert log.count("forked ") == 4 and "imported the engine" in log  # one import, four forks
+
+
+def test_parallel_runs_overlap_by_the_schedulers_own_record(tmp_path):
+    """With --parallel 2 the scheduler starts the second run before the first ends: its log says so, in order
+    (no wall-clock comparison)."""
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "overlap", epochs=3, grid='"optimizer.lr" = [0.01, 0.02, 0.05, 0.1]')
+    result = cli("run", path, "--parallel", "2", "--runs-dir", runs_dir)
+    assert result.returncode == 0, result.stderr
+    lines = next((runs_dir / "_scheduler").glob("scheduler-*.log")).read_text().splitlines()
+    events = [line.split(" ", 1)[1] for line in lines]
+    second_start = next(i for i, e in enumerate(events) if e.startswith("forked overlap-1.2"))
+    first_end = next(i for i, e in enumerate(events) if e.startswith("overlap-1.1 ended"))
+    assert second_start < first_end
