@@ -58,7 +58,7 @@ BAD_CASES = [
     ("grid not a list", GOOD + '[grid]\n"optimizer.lr" = 0.1\n', "grid.optimizer.lr: expected a list"),
     ("grid bad key", GOOD + '[grid]\n"lr" = [0.1]\n', "grid.lr: grid keys are dotted paths"),
     ("grid bad value", GOOD + '[grid]\n"optimizer.lr" = [0.1, -1.0]\n', "optimizer.lr: expected a positive number"),
-    ("unknown device", GOOD.replace("epochs = 1", 'epochs = 1\ndevice = "tpu:0"'), "train.device: unknown device"),
+    ("unknown device", GOOD.replace("epochs = 1", 'epochs = 1\ndevice = "tpu:0"'), "train.device: expected auto, cpu"),
     ("gpu not there", GOOD.replace("epochs = 1", 'epochs = 1\ndevice = "gpu:0"'), "train.device: device 'gpu:0' asks"),
     ("bad toml", GOOD + "[grid\n", "invalid TOML"),
     ("bad schedule", GOOD + '[schedule]\nname = "exp"\n', "schedule.name: unknown schedule 'exp'"),
@@ -121,10 +121,10 @@ def test_every_shipped_experiment_validates(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_mnist_without_files_fails_clearly_before_creating_runs(tmp_path):
-    result, runs, _ = run_file(tmp_path, GOOD.replace('name = "digits"', f'name = "mnist"\nroot = "{tmp_path}/m"'))
-    # the dataset files are checked when a run starts: the run fails, naming the directory and files
-    assert result.returncode == 1
-    listing = json.loads(cli("ls", "--json", "--runs-dir", runs).stdout)
-    assert listing[0]["status"] == "failed"
-    assert "train-images-idx3-ubyte.gz" in listing[0]["error"] and f"{tmp_path}/m" in listing[0]["error"]
+def test_mnist_without_files_is_refused_before_creating_runs(tmp_path):
+    result, runs, path = run_file(tmp_path, GOOD.replace('name = "digits"', f'name = "mnist"\nroot = "{tmp_path}/m"'))
+    # the dataset's own check runs at validation: refused, naming the key, the directory and the files
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"mxdash run: {path}: data.root: MNIST files missing in {tmp_path}/m: ")
+    assert "train-images-idx3-ubyte.gz" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not runs.exists()
