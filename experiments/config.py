@@ -392,28 +392,32 @@ def load_experiment(path, overrides: list[str] = ()) -> tuple[str, dict, list[di
     planned = plan_runs(raw, path)
     describe = _cached(describe_dataset)
     runs = [resolve_run(run, path, name, describe) for run in planned]
-    check_distinct(path, original, list(overrides), planned, runs)
+    check_distinct(path, original, raw, list(overrides), planned, runs)
     return name, raw, runs
 
 
-def check_distinct(file, original: dict, overrides: list[str], planned: list[dict], runs: list[dict]) -> None:
+def check_distinct(file, original: dict, raw: dict, overrides: list[str], planned: list[dict],
+                   runs: list[dict]) -> None:
     """Two runs of one grid with the same resolved config would train the same thing twice: a grid value the runs do
-    not use (momentum for adam), or a --set that flattened a section axis."""
+    not use (momentum for adam), or a --set that flattened a section axis (`original` is the file before the
+    overrides, `raw` after them)."""
     seen = {}
     for index, run in enumerate(runs):
         first = seen.setdefault(json.dumps(run, sort_keys=True), index)
         if first == index:
             continue
         for text in overrides:
-            key = text.split("=", 1)[0].strip()
-            section, _, _ = key.partition(".")
+            key, value = parse_override(text, file)
+            section, _, name = key.partition(".")
             tables = section_axis(original, section)
             if tables:
-                example = _inline_toml(runs[index][section])
+                # the example: the table that already had this value (adam's own lr for --set optimizer.name=adam)
+                example = next((new for old, new in zip(tables, section_axis(raw, section)) if old.get(name) == value),
+                               section_axis(raw, section)[0])
                 raise ConfigError(file, f"--set {key}", f"set in each of the {len(tables)} tables of the grid axis "
                                                         f"\"{section}\", it makes runs {first + 1} and {index + 1} "
                                                         f"identical; to run one {section}, replace the axis instead: "
-                                                        f"--set 'grid.{section}=[{example}]'")
+                                                        f"--set 'grid.{section}=[{_inline_toml(example)}]'")
         unused = [f"{section}.{key}" for section, table in planned[index].items()
                   for key in sorted(set(table) | set(planned[first][section]))
                   if table.get(key) != planned[first][section].get(key)]

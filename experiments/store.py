@@ -118,10 +118,20 @@ class Store:
                     raise StoreError(f"no runs directory at {self.runs_dir} (start one with `mxdash run FILE`)")
                 raise StoreError(f"{self.runs_dir} holds no runs yet (no {DB_NAME}); start one with `mxdash run FILE`")
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        self._init_schema(create)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._init_schema(create)
+        except sqlite3.DatabaseError as e:  # the first statement reads the file: garbage fails here
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
+            if isinstance(e, sqlite3.OperationalError) and "unable to open" in str(e):
+                raise StoreError(f"{self.path}: cannot open the run store ({e}); check that {self.runs_dir} is "
+                                 "a writable directory, or use another --runs-dir") from None
+            raise StoreError(f"{self.path} is not a readable mxdash run store ({e}); move it aside (or restore it "
+                             "from a backup) and mxdash starts a new one, or use another --runs-dir") from None
 
     def _init_schema(self, create: bool) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
