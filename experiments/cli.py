@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("run", cmd_run, "run an experiment file (its grid), with progress")
     p.add_argument("file", type=Path)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. optimizer.lr=0.1")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. optimizer.lr=0.1 (a key of a section axis is set in each of its tables)")
     p.add_argument("--parallel", type=positive_int, help="runs at a time (default: one per GPU, else one per core)")
     p.add_argument("--per-gpu", type=positive_int, default=1, help="runs sharing one GPU")
     p.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")

@@ -1,4 +1,15 @@
-"""Registry of Gluon networks. Add a net by dropping a module into this directory that calls `@register`.
+"""Registry of Gluon networks. Add a net by dropping a module into this directory that calls `@register`, e.g.
+
+    @register("tiny", {"units": 16, "dropout": 0.0}, kinds=("vector",), check=check_tiny)
+    def build_tiny(params, info):          # import mxnet inside, so validating an experiment does not need it
+        from mxnet.gluon import nn
+        ...
+
+where `check_tiny(params, info)` raises `ParamError(key, message)` for parameters this net cannot take (the helpers
+`check_int`, `check_int_list`, `check_fraction`, `check_number`, `check_choice` below do the usual ones). The check
+runs when an experiment is validated, before any run exists, and again in `build_net`. A module that fails to import
+is skipped and remembered (`broken_modules`): the other nets keep working, and asking for one of its nets names the
+file and line.
 
 Naming convention (the dead-ReLU probe relies on it): every block of a net carries an explicit prefix that starts with
 its layer name, e.g. `hidden0_` (Dense) and `hidden0_relu_` (its activation), `conv1_`, `fc0_`, `out_`. The top-level
