@@ -1,13 +1,16 @@
 """`mxdash`: run experiments headless, list/show/compare/export runs, stop/resume them, open the dashboard.
 
-Imports no mxnet at module level: `mxdash` (the dashboard), `ls`, `show` & co. start fast; only `run` validates the
-experiment with the net and dataset registries (which import mxnet). Bad input: a message on stderr, exit code 2.
+Imports no mxnet: `mxdash` (the dashboard), `ls`, `show` & co. start fast, and `run` validates an experiment with the
+nets' and datasets' own checks without it. Every user-caused error (bad experiment file or key, bad argument, runs
+dir or export target that cannot be used, a store that is not one) is ONE line on stderr and exit code 2, before
+anything is created. A traceback means a bug.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,9 +26,41 @@ class UsageError(Exception):
 
 
 def open_store(args, create: bool = False) -> Store:
+    check_runs_dir(args.runs_dir, writable=False)  # reading needs no write access (a write it tries says why)
     store = Store(args.runs_dir, create=create)
     store.reap_lost()  # any reader marks runs whose worker vanished
     return store
+
+
+def check_runs_dir(runs_dir: Path, writable: bool = True) -> None:
+    """Refuse a --runs-dir that is a file, or whose nearest existing ancestor is a file or not writable, before
+    anything is made (the store would otherwise fail half-way with an OSError)."""
+    path = Path(runs_dir)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--runs-dir {path} is a file, not a runs directory; point --runs-dir at a directory")
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--runs-dir {path}: {existing} is a file, so the directory cannot be made there")
+    if writable and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--runs-dir {path}: {existing} is not writable")
+
+
+def create_store(args) -> Store:
+    """The store of `mxdash run`, its directory made here so a directory that cannot be made is one line; if the
+    store then cannot be opened, the directories made for it are removed again."""
+    check_runs_dir(args.runs_dir)
+    path = Path(args.runs_dir)
+    made = next((p for p in [*reversed(path.absolute().parents), path.absolute()] if not p.exists()), None)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--runs-dir {path}: cannot create it: {e.strerror or e}") from None
+    try:
+        return Store(path, create=True)
+    except (StoreError, OSError):
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
 
 
 def console():
@@ -41,8 +76,9 @@ def cmd_run(args) -> int:
 
     name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
     if args.dry_run:
+        check_runs_dir(args.runs_dir)  # what `run` would refuse, without creating it
         return print_plan(args, name, runs)
-    store = Store(args.runs_dir, create=True)
+    store = create_store(args)
     parallel, threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)
     scheduler_id = new_scheduler(store, threads, parallel)
     exp_id, run_ids = store.create_experiment(name, str(args.file), raw, raw.get("grid", {}), runs,
@@ -242,11 +278,12 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from experiments.export import export_runs
+    from experiments.export import check_out_dir, export_runs
 
+    out = Path(args.out)
+    check_out_dir(out)  # before reading anything: a target that cannot be used is refused at once
     store = open_store(args)
     runs = store.resolve(args.runs)
-    out = Path(args.out)
     paths = export_runs(store, runs, args.format, out)
     print(f"exported {len(runs)} runs as {args.format} to {out} ({len(paths)} files)")
     if args.format == "tensorboard":
@@ -363,8 +400,35 @@ def cmd_tui(args) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (it prints the usage first otherwise), exit code 2."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mxdash", description="MXNet/Gluon experiments in the terminal")
+    parser = Parser(prog="mxdash", description="MXNet/Gluon experiments in the terminal")
     sub = parser.add_subparsers(dest="command")
 
     def command(name, func, help_text, json_flag=True):
@@ -378,9 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("run", cmd_run, "run an experiment file (its grid), with progress")
     p.add_argument("file", type=Path)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. optimizer.lr=0.1")
-    p.add_argument("--parallel", type=int, help="runs at a time (default: one per GPU, else one per core)")
-    p.add_argument("--per-gpu", type=int, default=1, help="runs sharing one GPU")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. optimizer.lr=0.1 (a key of a section axis is set in each of its tables)")
+    p.add_argument("--parallel", type=positive_int, help="runs at a time (default: one per GPU, else one per core)")
+    p.add_argument("--per-gpu", type=positive_int, default=1, help="runs sharing one GPU")
     p.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     p.add_argument("--dry-run", action="store_true", help="validate and print the runs, create nothing")
 
@@ -397,11 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="export")
     p = command("stop", cmd_stop, "stop runs cleanly (checkpoint, status stopped)", json_flag=False)
     p.add_argument("runs", nargs="+")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the runs to stop")
+    p.add_argument("--timeout", type=non_negative_float, default=60.0, help="seconds to wait for the runs to stop")
     p = command("resume", cmd_resume, "continue stopped, lost or failed runs from their last checkpoint",
                 json_flag=False)
     p.add_argument("runs", nargs="+")
-    p.add_argument("--parallel", type=int)
+    p.add_argument("--parallel", type=positive_int)
     p.add_argument("--from-scratch", action="store_true",
                    help="restart from step 0, discarding the checkpoint (for a missing or damaged one)")
     p.add_argument("--wait", action="store_true", help="follow the resumed runs until they end")
@@ -416,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from experiments.config import ConfigError
+    from experiments.export import ExportError
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -426,10 +492,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return args.func(args)
-    except (ConfigError, StoreError, UsageError) as e:
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away surfaces here, not at exit
+        return code
+    except (ConfigError, StoreError, UsageError, ExportError) as e:
         print(f"mxdash {args.command}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # `mxdash ... --json | head`: the reader stopped reading, which is not an error; stop writing, quietly
+        # (stdout is pointed at /dev/null so the interpreter's final flush does not raise again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return 130
 

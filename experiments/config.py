@@ -1,13 +1,21 @@
 """Experiment files: one TOML file = one experiment; its [grid] expands into runs.
 
 Parsing, `--set` overrides and grid expansion (`read_experiment_file`, `apply_overrides`, `plan_runs`) are pure Python
-so the dashboard can preview a grid without importing mxnet. `resolve_runs` validates every run fully: it asks the net
-and dataset registries (which import mxnet) for their accepted keys.
+so the dashboard can preview a grid without the net and dataset registries. `resolve_run` fills in every default and
+validates the run completely before anything exists: every key's type and range (RULES), the dataset's own checks
+(local files and their headers included) and the net's own checks against the data's kind and shape, all declared
+with the dataset and the net (`experiments.data.describe_dataset`, `nets.check_params`); none of it imports mxnet.
+
+The validation contract: bad input is refused with ONE line `FILE: KEY: what was expected, got VALUE` and exit
+code 2 before any run, database or folder is created.
 """
 from __future__ import annotations
 
 import copy
 import itertools
+import json
+import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -50,6 +58,9 @@ SCHEDULE_KEYS = {
     "cosine": ("warmup_steps", "final_lr"),
 }
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|gpu|(cpu|gpu):\d+(,\d+)*)$")
+MAX_RUNS = 10_000     # a grid beyond this is refused before it is expanded (10^6 runs took 325 s and 5 GB to plan)
+MAX_INT = 2**31 - 1   # MXNet sizes and counts are int32; the store's INTEGER columns then never overflow either
+MAX_SEED = 2**32 - 1  # numpy RandomState seeds
 
 
 class ConfigError(Exception):
@@ -62,15 +73,26 @@ class ConfigError(Exception):
 
 # -- parsing --------------------------------------------------------------------------------------------------------
 def read_experiment_file(path) -> dict:
-    """Parse an experiment TOML file. Raises ConfigError for a missing file or a syntax error."""
+    """Parse an experiment TOML file. Raises ConfigError for a file that is missing, unreadable, not UTF-8 text or
+    not valid TOML."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
         raise ConfigError(path, None, "no such experiment file") from None
     except IsADirectoryError:
         raise ConfigError(path, None, "is a directory, expected a .toml experiment file") from None
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read the experiment file: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        what = "a binary file" if b"\0" in data[:4096] else "not UTF-8 text"
+        raise ConfigError(path, None, f"{what} (byte 0x{data[e.start]:02x} at offset {e.start}); an experiment "
+                                      "file is TOML, which must be UTF-8: save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, None, f"invalid TOML: {e}") from None
 
@@ -89,7 +111,9 @@ def parse_override(text: str, file=None) -> tuple[str, object]:
 
 
 def apply_overrides(raw: dict, overrides: list[str], file=None) -> dict:
-    """Apply `--set section.key=value` overrides. Setting a key that is also a grid axis fixes it (the axis goes)."""
+    """Apply `--set section.key=value` overrides. Setting a key that is also a grid axis fixes it (the axis goes).
+    On a section axis (`"optimizer" = [{...}, ...]`, whose tables would otherwise override [optimizer]) the value is
+    set in every table of the axis."""
     raw = copy.deepcopy(raw)
     for text in overrides:
         key, value = parse_override(text, file)
@@ -103,12 +127,24 @@ def apply_overrides(raw: dict, overrides: list[str], file=None) -> dict:
         if section not in BASE_DEFAULTS:
             raise ConfigError(file, key, f"unknown section '{section}' (expected one of {', '.join(SECTIONS)})")
         raw.setdefault(section, {})[name] = value
-        raw.get("grid", {}).pop(key, None)
+        grid = raw.get("grid", {})
+        if isinstance(grid, dict):
+            grid.pop(key, None)
+            for table in section_axis(raw, section):
+                table[name] = value
     return raw
 
 
+def section_axis(raw: dict, section: str) -> list:
+    """The tables of the grid's section axis for `section` (`"optimizer" = [{...}, ...]`), or []."""
+    grid = raw.get("grid")
+    values = grid.get(section) if isinstance(grid, dict) else None
+    return [v for v in values if isinstance(v, dict)] if isinstance(values, list) else []
+
+
 def check_structure(raw: dict, file=None) -> None:
-    """Sections and grid axes are known and well-formed (what can be checked without the registries)."""
+    """Sections and grid axes are known and well-formed, and the grid is not too large (what can be checked without
+    the registries)."""
     for section, body in raw.items():
         if section not in SECTIONS:
             raise ConfigError(file, section, f"unknown section (expected one of {', '.join(SECTIONS)})")
@@ -126,6 +162,10 @@ def check_structure(raw: dict, file=None) -> None:
         if not name and not all(isinstance(v, dict) for v in values):
             raise ConfigError(file, f"grid.{axis}", "a section axis takes tables, e.g. "
                                                     "[{name = \"sgd\", lr = 0.1}, {name = \"adam\", lr = 0.001}]")
+    sizes = [len(values) for values in raw.get("grid", {}).values()]
+    if math.prod(sizes) > MAX_RUNS:  # counted before anything is expanded
+        raise ConfigError(file, "grid", f"{math.prod(sizes):,} runs ({' x '.join(map(str, sizes))}), more than the "
+                                        f"{MAX_RUNS:,} one experiment may have; split it into several experiments")
 
 
 def plan_runs(raw: dict, file=None) -> list[dict]:
@@ -153,8 +193,57 @@ def experiment_name(raw: dict, file=None) -> str:
 
 
 # -- validation -----------------------------------------------------------------------------------------------------
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_in(low: int, high: int):
+    return lambda v: low <= v <= high
+
+
+def _increasing_epochs(values) -> bool:
+    return all(_is_int(v) and 1 <= v <= MAX_INT for v in values) and all(a < b for a, b in zip(values, values[1:]))
+
+
+def _threads_rule():
+    cores = os.cpu_count() or 1
+    return _int_in(0, cores), f"0 (automatic) or a thread count from 1 to {cores} (this machine's cores)"
+
+
+# The range of every base key: key -> (accepts(value), what is expected). Types were checked against the defaults
+# first, and every float is finite. Net and dataset keys are checked by the net and the dataset themselves.
+POSITIVE, UNIT = (lambda v: v > 0, "a positive number"), (lambda v: 0 <= v < 1, "a number in [0, 1)")
+COUNT = (_int_in(1, MAX_INT), f"a positive integer (at most {MAX_INT})")
+RULES = {
+    "optimizer.lr": POSITIVE,
+    "optimizer.wd": (lambda v: v >= 0, "a number >= 0"),
+    "optimizer.clip_gradient": POSITIVE,
+    "optimizer.momentum": UNIT, "optimizer.beta1": UNIT, "optimizer.beta2": UNIT, "optimizer.rho": UNIT,
+    "optimizer.epsilon": POSITIVE,
+    **{f"train.{key}": COUNT for key in ("epochs", "batch_size", "log_every", "probe_every", "probe_batch",
+                                         "checkpoint_every")},
+    "train.seed": (_int_in(0, MAX_SEED), f"an integer from 0 to {MAX_SEED}"),
+    "train.threads": _threads_rule(),
+    "train.diverge_factor": (lambda v: v == 0 or v > 1,
+                             "0 (off: only NaN/inf loss counts as diverged) or a factor > 1"),
+    "train.device": (DEVICE_PATTERN.match, "auto, cpu, cpu:0,1, gpu, gpu:0 or gpu:0,1"),
+    "schedule.warmup_steps": (_int_in(0, MAX_INT), f"an integer from 0 to {MAX_INT}"),
+    "schedule.factor": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "schedule.final_lr": (lambda v: v >= 0, "a number >= 0"),
+    "schedule.step_epochs": (_increasing_epochs, "a list of increasing positive epoch numbers"),
+}
+
+
+def check_ranges(file, section: str, values: dict) -> None:
+    for key, value in values.items():
+        rule = RULES.get(f"{section}.{key}")
+        if rule and value is not None and not rule[0](value):
+            raise ConfigError(file, f"{section}.{key}", f"expected {rule[1]}, got {value!r}")
+
+
 def _check_type(file, key: str, value, default, optional_type=None):
-    """Value matches the default's type (ints accepted for floats). Returns the value, floats coerced."""
+    """Value matches the default's type (ints accepted for floats; floats finite). Returns the value, floats
+    coerced."""
     expected = optional_type or (type(default) if default is not None else None)
     if value is None and default is None:
         return None
@@ -162,17 +251,15 @@ def _check_type(file, key: str, value, default, optional_type=None):
         if isinstance(value, (str, int, float, bool, list)):
             return value
         raise ConfigError(file, key, f"expected a number, string, bool or list, got {value!r}")
-    if expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected is list:
-        ok = isinstance(value, list)
-    else:
-        ok = isinstance(value, expected)
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(file, key, f"expected a finite number, got {value!r}")
+        return number
+    ok = _is_int(value) if expected is int else isinstance(value, expected) and expected is not float
     if not ok:
         raise ConfigError(file, key, f"expected {_type_name(expected)}, got {value!r}")
     return value
@@ -187,11 +274,9 @@ def _fill_section(file, section: str, given: dict, defaults: dict) -> dict:
     if unknown:
         raise ConfigError(file, f"{section}.{unknown[0]}",
                           f"unknown key (accepted: {', '.join(sorted(defaults))})")
-    out = {}
-    for key, default in defaults.items():
-        value = given.get(key, default)
-        out[key] = _check_type(file, f"{section}.{key}", value, default, OPTIONAL_TYPES.get((section, key)))
-    return out
+    return {key: _check_type(file, f"{section}.{key}", given.get(key, default), default,
+                             OPTIONAL_TYPES.get((section, key)))
+            for key, default in defaults.items()}
 
 
 def _check_choice(file, key: str, value, available, what: str) -> None:
@@ -199,91 +284,152 @@ def _check_choice(file, key: str, value, available, what: str) -> None:
         raise ConfigError(file, key, f"unknown {what} '{value}' (available: {', '.join(sorted(available))})")
 
 
-def _positive(file, key: str, value, integer=False):
-    if value is None or value <= 0:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(file, key, f"expected {kind}, got {value!r}")
+def resolve_run(raw_run: dict, file=None, name: str = "experiment", describe=None) -> dict:
+    """One planned run -> its resolved config: every default filled in (types checked against the defaults),
+    validated (`validate_config`), and only the optimizer and schedule keys the run uses kept, so `compare` shows
+    only differences that matter. Raises ConfigError naming the key."""
+    config = fill_defaults(raw_run, file, name)
+    validate_config(config, file, describe)
+    optimizer, schedule = config["optimizer"], config["schedule"]
+    config["optimizer"] = {key: optimizer[key] for key in COMMON_OPTIMIZER_KEYS + OPTIMIZER_KEYS[optimizer["name"]]}
+    config["schedule"] = {"name": schedule["name"], **{key: schedule[key] for key in SCHEDULE_KEYS[schedule["name"]]}}
+    return config
 
 
-def resolve_run(raw_run: dict, file=None, name: str = "experiment") -> dict:
-    """Validate one planned run and return its full resolved config (every default filled in)."""
+def fill_defaults(raw_run: dict, file=None, name: str = "experiment") -> dict:
+    """Every section with every key: the dataset's and the net's own keys come from their registries."""
     import nets
     from experiments import data as datasets
 
-    run = {"experiment": _fill_section(file, "experiment", raw_run["experiment"], BASE_DEFAULTS["experiment"])}
-    run["experiment"]["name"] = name
-
-    data_name = raw_run["data"].get("name", BASE_DEFAULTS["data"]["name"])
+    config = {"experiment": _fill_section(file, "experiment", raw_run.get("experiment", {}),
+                                          BASE_DEFAULTS["experiment"])}
+    config["experiment"]["name"] = name
+    data_name = raw_run.get("data", {}).get("name", BASE_DEFAULTS["data"]["name"])
     _check_choice(file, "data.name", data_name, datasets.DATASETS, "dataset")
     data_defaults = {**BASE_DEFAULTS["data"], **datasets.DATASETS[data_name].defaults, "name": data_name}
-    run["data"] = _fill_section(file, "data", raw_run["data"], data_defaults)
-    if not 0 < run["data"]["val_fraction"] < 1:
-        raise ConfigError(file, "data.val_fraction", f"expected a number between 0 and 1, got "
-                                                     f"{run['data']['val_fraction']!r}")
-
-    net_name = raw_run["net"].get("name", BASE_DEFAULTS["net"]["name"])
-    _check_choice(file, "net.name", net_name, nets.available(), "net")
-    run["net"] = _fill_section(file, "net", raw_run["net"], {**nets.get_spec(net_name).defaults, "name": net_name})
-
-    run["optimizer"] = _resolve_optimizer(file, raw_run["optimizer"])
-    run["train"] = _resolve_train(file, raw_run["train"])
-    run["schedule"] = _resolve_schedule(file, raw_run["schedule"])
-    return run
+    config["data"] = _fill_section(file, "data", raw_run.get("data", {}), data_defaults)
+    net_name = raw_run.get("net", {}).get("name", BASE_DEFAULTS["net"]["name"])
+    try:
+        spec = nets.get_spec(net_name)
+    except KeyError as e:  # unknown, or its module failed to import (the message names the file and line)
+        raise ConfigError(file, "net.name", e.args[0]) from None
+    config["net"] = _fill_section(file, "net", raw_run.get("net", {}), {**spec.defaults, "name": net_name})
+    for section in ("optimizer", "train", "schedule"):
+        config[section] = _fill_section(file, section, raw_run.get(section, {}), BASE_DEFAULTS[section])
+    return config
 
 
-def _resolve_optimizer(file, given: dict) -> dict:
-    full = _fill_section(file, "optimizer", given, BASE_DEFAULTS["optimizer"])
-    name = full["name"]
-    _check_choice(file, "optimizer.name", name, OPTIMIZER_KEYS, "optimizer")
-    _positive(file, "optimizer.lr", full["lr"])
-    if full["wd"] < 0:
-        raise ConfigError(file, "optimizer.wd", f"expected a number >= 0, got {full['wd']!r}")
-    if full["clip_gradient"] is not None:
-        _positive(file, "optimizer.clip_gradient", full["clip_gradient"])
-    keep = COMMON_OPTIMIZER_KEYS + OPTIMIZER_KEYS[name]
-    return {key: full[key] for key in keep}
+def validate_config(config: dict, file=None, describe=None):
+    """Every check of a run's config, before any run exists: the range of every base key (RULES), the dataset's own
+    checks (`describe_dataset`: its parameters, its local files and their headers), the net's own checks against the
+    data's kind and shape (`nets.check_params`), the batch against the training set, the device. Works on a filled
+    config and on a resolved one (a stored run's). Returns the dataset's DataShape; raises ConfigError naming the key.
+    `describe` is `experiments.data.describe_dataset` (or a cached version of it)."""
+    import nets
+    from experiments import data as datasets
+    from experiments.devices import check_device
+
+    for section in ("optimizer", "train", "schedule"):
+        check_ranges(file, section, config[section])
+    _check_choice(file, "optimizer.name", config["optimizer"]["name"], OPTIMIZER_KEYS, "optimizer")
+    schedule = config["schedule"]
+    _check_choice(file, "schedule.name", schedule["name"], SCHEDULE_KEYS, "schedule")
+    if schedule["name"] == "step" and not schedule.get("step_epochs"):
+        raise ConfigError(file, "schedule.step_epochs", "expected a non-empty list of positive epoch numbers")
+
+    data = config["data"]
+    try:
+        shape = (describe or datasets.describe_dataset)(data)
+    except (nets.ParamError, datasets.DataError) as e:
+        raise ConfigError(file, f"data.{e.key}" if e.key else "data", e.message) from None
+
+    net = config["net"]
+    try:
+        nets.check_params(net["name"], net, shape.info)
+    except KeyError as e:
+        raise ConfigError(file, "net.name", e.args[0]) from None
+    except nets.ParamError as e:
+        hint = ""
+        if e.key == "name" and data.get("as_images") is False and "image" in nets.get_spec(net["name"]).kinds:
+            hint = " (set data.as_images = true)"
+        raise ConfigError(file, f"net.{e.key}", e.message + hint) from None
+    except ValueError as e:  # a net's own check that names no key
+        raise ConfigError(file, "net", str(e)) from None
+
+    train = config["train"]
+    n_train, _ = shape.split_sizes(data["val_fraction"])
+    if train["batch_size"] > n_train:
+        raise ConfigError(file, "train.batch_size", f"{train['batch_size']} is larger than the {n_train} training "
+                                                    f"samples of {data['name']} ({shape.n_samples} samples, "
+                                                    f"val_fraction {data['val_fraction']:g})")
+    try:
+        check_device(train["device"])
+    except ValueError as e:
+        raise ConfigError(file, "train.device", str(e)) from None
+    return shape
 
 
-def _resolve_train(file, given: dict) -> dict:
-    train = _fill_section(file, "train", given, BASE_DEFAULTS["train"])
-    for key in ("epochs", "batch_size", "log_every", "probe_every", "probe_batch", "checkpoint_every"):
-        _positive(file, f"train.{key}", train[key], integer=True)
-    if train["threads"] < 0:
-        raise ConfigError(file, "train.threads", f"expected an integer >= 0 (0 = automatic), got {train['threads']!r}")
-    if train["diverge_factor"] < 0 or 0 < train["diverge_factor"] <= 1:
-        raise ConfigError(file, "train.diverge_factor", "expected 0 (off: only NaN/inf loss counts as diverged) or "
-                                                        f"a factor > 1, got {train['diverge_factor']!r}")
-    if not DEVICE_PATTERN.match(train["device"]):
-        raise ConfigError(file, "train.device",
-                          f"unknown device '{train['device']}' (expected auto, cpu, cpu:0,1, gpu, gpu:0 or gpu:0,1)")
-    return train
+def _cached(function):
+    """`function(params)` memoised on the params' JSON: a grid describes the same dataset once."""
+    results = {}
 
-
-def _resolve_schedule(file, given: dict) -> dict:
-    full = _fill_section(file, "schedule", given, BASE_DEFAULTS["schedule"])
-    name = full["name"]
-    _check_choice(file, "schedule.name", name, SCHEDULE_KEYS, "schedule")
-    if full["warmup_steps"] < 0:
-        raise ConfigError(file, "schedule.warmup_steps", f"expected an integer >= 0, got {full['warmup_steps']!r}")
-    if name == "step":
-        if not full["step_epochs"] or not all(isinstance(e, int) and e > 0 for e in full["step_epochs"]):
-            raise ConfigError(file, "schedule.step_epochs", "expected a non-empty list of positive epoch numbers")
-        if not 0 < full["factor"] <= 1:
-            raise ConfigError(file, "schedule.factor", f"expected a number in (0, 1], got {full['factor']!r}")
-    return {"name": name, **{key: full[key] for key in SCHEDULE_KEYS[name]}}
+    def cached(params):
+        key = json.dumps(params, sort_keys=True)
+        if key not in results:
+            results[key] = function(params)
+        return results[key]
+    return cached
 
 
 def load_experiment(path, overrides: list[str] = ()) -> tuple[str, dict, list[dict]]:
     """Read, override, expand and validate an experiment file: (name, raw config after overrides, resolved runs).
     Raises ConfigError on the first problem; nothing is created."""
-    raw = apply_overrides(read_experiment_file(path), list(overrides), path)
-    name = experiment_name(raw, path)
-    runs = [resolve_run(run, path, name) for run in plan_runs(raw, path)]
-    from experiments.devices import check_device
+    from experiments.data import describe_dataset
 
-    for run in runs:
-        try:
-            check_device(run["train"]["device"])
-        except ValueError as e:
-            raise ConfigError(path, "train.device", str(e)) from None
+    original = read_experiment_file(path)
+    raw = apply_overrides(original, list(overrides), path)
+    name = experiment_name(raw, path)
+    planned = plan_runs(raw, path)
+    describe = _cached(describe_dataset)
+    runs = [resolve_run(run, path, name, describe) for run in planned]
+    check_distinct(path, original, raw, list(overrides), planned, runs)
     return name, raw, runs
+
+
+def check_distinct(file, original: dict, raw: dict, overrides: list[str], planned: list[dict],
+                   runs: list[dict]) -> None:
+    """Two runs of one grid with the same resolved config would train the same thing twice: a grid value the runs do
+    not use (momentum for adam), or a --set that flattened a section axis (`original` is the file before the
+    overrides, `raw` after them)."""
+    seen = {}
+    for index, run in enumerate(runs):
+        first = seen.setdefault(json.dumps(run, sort_keys=True), index)
+        if first == index:
+            continue
+        for text in overrides:
+            key, value = parse_override(text, file)
+            section, _, name = key.partition(".")
+            tables = section_axis(original, section)
+            if tables:
+                # the example: the table that already had this value (adam's own lr for --set optimizer.name=adam)
+                example = next((new for old, new in zip(tables, section_axis(raw, section)) if old.get(name) == value),
+                               section_axis(raw, section)[0])
+                raise ConfigError(file, f"--set {key}", f"set in each of the {len(tables)} tables of the grid axis "
+                                                        f"\"{section}\", it makes runs {first + 1} and {index + 1} "
+                                                        f"identical; to run one {section}, replace the axis instead: "
+                                                        f"--set 'grid.{section}=[{_inline_toml(example)}]'")
+        unused = [f"{section}.{key}" for section, table in planned[index].items()
+                  for key in sorted(set(table) | set(planned[first][section]))
+                  if table.get(key) != planned[first][section].get(key)]
+        raise ConfigError(file, "grid", f"runs {first + 1} and {index + 1} are identical once resolved: they differ "
+                                        f"only in {', '.join(unused) or 'nothing'}, which those runs do not use")
+
+
+def _inline_toml(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_inline_toml(v)}" for k, v in value.items() if v is not None) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_inline_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else repr(value)

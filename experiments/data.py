@@ -10,8 +10,10 @@ bucketed by length with gluonnlp's FixedBucketSampler and padded per batch with 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 from itertools import chain
@@ -20,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from nets import DataInfo
+from nets import DataInfo, ParamError, check_int, check_number
 
 # Purposes of the random streams derived from the data seed (keeps them independent of each other).
 _SPLIT, _EPOCH, _PROBE, _GENERATE, _SUBSET = range(5)
@@ -29,7 +31,24 @@ COMMON_DEFAULTS = {"val_fraction": 0.2, "seed": 0}
 
 
 class DataError(Exception):
-    """A problem the user must fix (missing or unreadable local files, unusable sizes)."""
+    """A problem the user must fix (missing or unreadable local files, unusable sizes); `key` names the [data] key
+    to change, when there is one (e.g. "root")."""
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key, self.message = key, message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What validating an experiment needs to know about a dataset, found without loading it."""
+    info: DataInfo  # vocab_size is None for token sets: the vocabulary exists only once the data is read
+    n_samples: int  # before the train/validation split
+
+    def split_sizes(self, val_fraction: float) -> tuple[int, int]:
+        """(training, validation) sample counts, as `split_indices` makes them."""
+        n_val = int(round(self.n_samples * float(val_fraction)))
+        return self.n_samples - n_val, n_val
 
 
 def _rng(purpose: int, seed: int, *more: int) -> np.random.RandomState:
@@ -223,42 +242,56 @@ class TokenDataset(Dataset):
 
 
 # ----------------------------------------------------------------------------------------------- dataset loaders
+# Each dataset has `describe(params) -> DataShape`: its own checks (parameter ranges, local files and their headers)
+# and its shape and size, computed without loading it, so an experiment is validated in milliseconds; and
+# `load(params) -> Dataset`. `load_dataset` describes first, so a dataset is never loaded from unchecked parameters.
+DIGITS_SAMPLES = 1797  # sklearn's load_digits
+
+
+def _describe_digits(params):
+    if params["as_images"]:
+        return DataShape(DataInfo("image", (1, 8, 8), 10), DIGITS_SAMPLES)
+    return DataShape(DataInfo("vector", (64,), 10), DIGITS_SAMPLES)
+
 
 def _digits(params):
     from sklearn.datasets import load_digits
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     if params["as_images"]:
-        x, info = x.reshape(-1, 1, 8, 8), DataInfo("image", (1, 8, 8), 10)
-    else:
-        info = DataInfo("vector", (64,), 10)
-    return DenseDataset(x, digits.target, info, params["val_fraction"], params["seed"])
+        x = x.reshape(-1, 1, 8, 8)
+    return DenseDataset(x, digits.target, _describe_digits(params).info, params["val_fraction"], params["seed"])
+
+
+def _describe_seq_digits(params):
+    return DataShape(DataInfo("sequence", (8, 8), 10), DIGITS_SAMPLES)  # 8 steps (rows) of 8 pixels
 
 
 def _seq_digits(params):
     from sklearn.datasets import load_digits
     digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32).reshape(-1, 8, 8)  # 8 steps (rows) of 8 pixels
-    return DenseDataset(x, digits.target, DataInfo("sequence", (8, 8), 10), params["val_fraction"], params["seed"])
+    x = (digits.data / 16.0).astype(np.float32).reshape(-1, 8, 8)
+    return DenseDataset(x, digits.target, _describe_seq_digits(params).info, params["val_fraction"],
+                        params["seed"])
 
 
 def _class_sizes(n_samples, classes):
     return [n_samples // classes + (1 if k < n_samples % classes else 0) for k in range(classes)]
 
 
-def _check_playground(params, min_classes=2):
-    n, classes = int(params["n_samples"]), int(params["classes"])
-    if classes < min_classes:
-        raise ValueError(f"classes = {classes} must be >= {min_classes}")
-    if n < 2 * classes:
-        raise ValueError(f"n_samples = {n} is too small for {classes} classes")
-    if float(params["noise"]) < 0:
-        raise ValueError(f"noise = {params['noise']} must be >= 0")
-    return n, classes, float(params["noise"]), _rng(_GENERATE, params["seed"])
+def _describe_playground(params):
+    classes = check_int(params, "classes", low=2)
+    n = check_int(params, "n_samples", low=2 * classes)  # at least 2 points per class
+    check_number(params, "noise", low=0.0)
+    return DataShape(DataInfo("vector", (2,), classes), n)
+
+
+def _playground_params(params):
+    return int(params["n_samples"]), int(params["classes"]), float(params["noise"]), _rng(_GENERATE, params["seed"])
 
 
 def _spiral_points(params):
-    n, classes, noise, rng = _check_playground(params)
+    n, classes, noise, rng = _playground_params(params)
     xs, ys = [], []
     for k, size in enumerate(_class_sizes(n, classes)):  # one arm per class (the CS231n spiral)
         radius = np.linspace(0.05, 1.0, size)
@@ -270,7 +303,7 @@ def _spiral_points(params):
 
 
 def _circles_points(params):
-    n, classes, noise, rng = _check_playground(params)
+    n, classes, noise, rng = _playground_params(params)
     xs, ys = [], []
     for k, size in enumerate(_class_sizes(n, classes)):  # concentric rings, radius (k+1)/classes
         angle = rng.uniform(0, 2 * np.pi, size)
@@ -282,7 +315,7 @@ def _circles_points(params):
 
 def _xor_points(params):
     # classes x classes grid over [-1, 1]^2, cell (i, j) labelled (i + j) % classes: 2 classes is XOR.
-    n, classes, noise, rng = _check_playground(params)
+    n, classes, noise, rng = _playground_params(params)
     points = rng.uniform(-1, 1, (n, 2))
     cells = np.minimum(((points + 1) / 2 * classes).astype(int), classes - 1)
     labels = (cells[:, 0] + cells[:, 1]) % classes
@@ -290,7 +323,7 @@ def _xor_points(params):
 
 
 def _gaussians_points(params):
-    n, classes, noise, rng = _check_playground(params)
+    n, classes, noise, rng = _playground_params(params)
     xs, ys = [], []
     for k, size in enumerate(_class_sizes(n, classes)):  # blobs with centres on a circle of radius 2
         centre = 2.0 * np.array([np.cos(2 * np.pi * k / classes), np.sin(2 * np.pi * k / classes)])
@@ -336,16 +369,17 @@ def generate_token_task(n_samples, min_len, max_len, vocab_filler, seed):
     return sentences, labels
 
 
+def _describe_tokens(params):
+    n = check_int(params, "n_samples", low=2)
+    max_len = check_int(params, "max_len", high=100_000)
+    check_int(params, "min_len", high=max_len)
+    check_int(params, "vocab_filler")
+    return DataShape(DataInfo("tokens", (max_len,), 2), n)
+
+
 def _tokens(params):
     n, min_len, max_len = int(params["n_samples"]), int(params["min_len"]), int(params["max_len"])
-    filler = int(params["vocab_filler"])
-    if not 1 <= min_len <= max_len:
-        raise ValueError(f"need 1 <= min_len ({min_len}) <= max_len ({max_len})")
-    if filler < 1:
-        raise ValueError(f"vocab_filler = {filler} must be >= 1")
-    if n < 2:
-        raise ValueError(f"n_samples = {n} must be >= 2")
-    sentences, labels = generate_token_task(n, min_len, max_len, filler, params["seed"])
+    sentences, labels = generate_token_task(n, min_len, max_len, int(params["vocab_filler"]), params["seed"])
     return TokenDataset(sentences, labels, 2, max_len, params["val_fraction"], params["seed"])
 
 
@@ -356,6 +390,47 @@ def mxnet_home() -> Path:
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049
+
+
+def _damaged(path: Path, problem: str) -> DataError:
+    return DataError(f"{path}: {problem} (a damaged download? replace the file)", key="root")
+
+
+def read_idx_header(path: Path, expected_magic: int) -> tuple:
+    """The sizes an MNIST idx .gz file declares ((n, rows, cols) or (n,)), checked without decompressing it all:
+    the magic number, sizes > 0, and gzip's stored length against the length the header promises."""
+    dims = 3 if expected_magic == _IDX_IMAGES else 1
+    header_size = 4 * (1 + dims)
+    try:
+        if path.stat().st_size == 0:
+            raise _damaged(path, "empty file")
+        with gzip.open(path, "rb") as f:
+            header = f.read(header_size)
+        if len(header) < header_size:
+            raise _damaged(path, f"{len(header)} bytes, too short for an idx header")
+        magic, *shape = struct.unpack(f">{1 + dims}i", header)
+        what = "images" if dims == 3 else "labels"
+        if magic != expected_magic:
+            raise _damaged(path, f"magic number {magic}, expected {expected_magic} (not an MNIST idx {what} file)")
+        if any(d <= 0 for d in shape):
+            raise _damaged(path, f"header declares sizes {shape}")
+        promised = header_size + math.prod(shape)
+        with open(path, "rb") as raw:  # gzip's trailer: uncompressed size mod 2**32 (of the last member)
+            raw.seek(-4, os.SEEK_END)
+            stored = struct.unpack("<I", raw.read(4))[0]
+        if stored != promised % 2**32 and _gzip_length(path) != promised:  # multi-member files: count it all
+            raise _damaged(path, f"holds {_gzip_length(path)} bytes, its header promises {promised} (truncated?)")
+        return tuple(shape)
+    except (OSError, EOFError, struct.error) as exc:
+        raise _damaged(path, f"cannot read it: {exc}") from None
+
+
+def _gzip_length(path: Path) -> int:
+    total = 0
+    with gzip.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            total += len(chunk)
+    return total
 
 
 def read_idx_gz(path: Path, expected_magic: int) -> np.ndarray:
@@ -370,25 +445,42 @@ def read_idx_gz(path: Path, expected_magic: int) -> np.ndarray:
         shape = tuple(int(d) for d in header[1:])
         return np.frombuffer(raw, dtype=np.uint8, offset=4 * (1 + dims)).reshape(shape)
     except (OSError, EOFError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc} (a damaged download? replace the file)") from exc
+        raise DataError(f"cannot read {path}: {exc} (a damaged download? replace the file)", key="root") from exc
 
 
-def _mnist_like(title, folder, url):
-    def load(params):
-        root = Path(params["root"] or mxnet_home() / "datasets" / folder).expanduser()
+def _mnist_root(params, folder) -> Path:
+    return Path(params["root"] or mxnet_home() / "datasets" / folder).expanduser()
+
+
+def _describe_mnist_like(title, folder, url):
+    def describe(params):
+        root = _mnist_root(params, folder)
         # Checked before anything else: gluon's MNIST would try to download the files, with no timeout.
         missing = [name for name in MNIST_FILES if not (root / name).is_file()]
         if missing:
             raise DataError(f"{title} files missing in {root}: {', '.join(missing)}. This machine may be offline, "
                             f"so nothing is downloaded: copy the four files {', '.join(MNIST_FILES)} (from {url}) "
-                            f"into that directory, or set [data] root to where they are.")
+                            f"into that directory, or set [data] root to where they are.", key="root")
+        n_images, rows, cols = read_idx_header(root / MNIST_FILES[0], _IDX_IMAGES)
+        (n_labels,) = read_idx_header(root / MNIST_FILES[1], _IDX_LABELS)
+        if n_images != n_labels:
+            raise DataError(f"{root}: {n_images} training images but {n_labels} labels", key="root")
+        limit = check_int(params, "limit", low=0)  # 0 = all
+        n = min(n_images, limit) if limit else n_images
+        if params["as_images"]:
+            return DataShape(DataInfo("image", (1, rows, cols), 10), n)
+        return DataShape(DataInfo("vector", (rows * cols,), 10), n)
+    return describe
+
+
+def _mnist_like(folder):
+    def load(params):
+        root = _mnist_root(params, folder)
         images = read_idx_gz(root / MNIST_FILES[0], _IDX_IMAGES)
         labels = read_idx_gz(root / MNIST_FILES[1], _IDX_LABELS)
         if len(images) != len(labels):
-            raise DataError(f"{root}: {len(images)} training images but {len(labels)} labels")
+            raise DataError(f"{root}: {len(images)} training images but {len(labels)} labels", key="root")
         limit = int(params["limit"])
-        if limit < 0:
-            raise ValueError(f"limit = {limit} must be >= 0 (0 = all)")
         if limit:
             images, labels = images[:limit], labels[:limit]
         x = images.astype(np.float32) / 255.0
@@ -407,25 +499,41 @@ def tokenize_review(text: str) -> list:
     return _WORD.findall(text.lower().replace("<br />", " "))
 
 
-def _imdb(params):
-    root = Path(params["root"] or mxnet_home() / "datasets" / "imdb" / "aclImdb").expanduser()
+def _imdb_root(params) -> Path:
+    return Path(params["root"] or mxnet_home() / "datasets" / "imdb" / "aclImdb").expanduser()
+
+
+def _imdb_files(root: Path) -> list:
     folders = [root / "train" / "pos", root / "train" / "neg"]
     missing = [str(folder.relative_to(root)) for folder in folders if not folder.is_dir()]
     if missing:
         raise DataError(f"IMDB reviews not found in {root}: missing subfolders {', '.join(missing)}. Expected the "
                         f"extracted aclImdb directory (train/pos/*.txt and train/neg/*.txt, from "
-                        f"https://ai.stanford.edu/~amaas/data/sentiment/); set [data] root to it.")
-    files = [(path, 1) for path in sorted(folders[0].glob("*.txt"))] + \
-            [(path, 0) for path in sorted(folders[1].glob("*.txt"))]
+                        f"https://ai.stanford.edu/~amaas/data/sentiment/); set [data] root to it.", key="root")
+    return [(path, 1) for path in sorted(folders[0].glob("*.txt"))] + \
+           [(path, 0) for path in sorted(folders[1].glob("*.txt"))]
+
+
+def _describe_imdb(params):
+    root = _imdb_root(params)
+    n_files = len(_imdb_files(root))
+    limit = check_int(params, "limit", low=0)  # 0 = all
+    max_len = check_int(params, "max_len", high=100_000)
+    check_int(params, "max_vocab", low=0)  # 0 = no limit
+    n = min(n_files, limit) if limit else n_files
+    if n < 2:
+        raise DataError(f"IMDB: {n_files} review files in {root}/train/{{pos,neg}}, need at least 2", key="root")
+    return DataShape(DataInfo("tokens", (max_len,), 2), n)
+
+
+def _imdb(params):
+    root = _imdb_root(params)
+    files = _imdb_files(root)
     limit = int(params["limit"])
-    if limit < 0:
-        raise ValueError(f"limit = {limit} must be >= 0 (0 = all)")
     if limit and limit < len(files):  # a random subset: the first N files would all be positive
         chosen = np.sort(_rng(_SUBSET, params["seed"]).permutation(len(files))[:limit])
         files = [files[i] for i in chosen]
     max_len = int(params["max_len"])
-    if max_len < 1:
-        raise ValueError(f"max_len = {max_len} must be >= 1")
     reviews, labels = [], []
     for path, label in files:
         tokens = tokenize_review(path.read_text(encoding="utf-8", errors="replace"))[:max_len]
@@ -433,7 +541,7 @@ def _imdb(params):
             reviews.append(tokens)
             labels.append(label)
     if len(reviews) < 2:
-        raise DataError(f"IMDB: fewer than 2 non-empty reviews in {root}/train/{{pos,neg}}")
+        raise DataError(f"IMDB: fewer than 2 non-empty reviews in {root}/train/{{pos,neg}}", key="root")
     max_vocab = int(params["max_vocab"])
     return TokenDataset(reviews, labels, 2, max_len, params["val_fraction"], params["seed"],
                         max_vocab=max_vocab if max_vocab > 0 else None)
@@ -444,37 +552,42 @@ def _imdb(params):
 @dataclass
 class DatasetSpec:
     name: str
-    load: Callable  # (params: dict) -> Dataset
-    defaults: dict  # every accepted key except "name", with its default (val_fraction and seed included)
+    load: Callable      # (params: dict) -> Dataset
+    describe: Callable  # (params: dict) -> DataShape, cheap; raises ParamError / DataError naming the key
+    defaults: dict      # every accepted key except "name", with its default (val_fraction and seed included)
     doc: str
 
 
-def _spec(name, load, options, doc):
-    return DatasetSpec(name, load, {**COMMON_DEFAULTS, **options}, doc)
+def _spec(name, load, describe, options, doc):
+    return DatasetSpec(name, load, describe, {**COMMON_DEFAULTS, **options}, doc)
 
 
 DATASETS = {spec.name: spec for spec in [
-    _spec("digits", _digits, {"as_images": False}, "sklearn 8x8 digits (1797): vector (64,) or image (1,8,8)"),
-    _spec("seq_digits", _seq_digits, {}, "sklearn 8x8 digits read row by row: sequence of 8 steps x 8 pixels"),
-    _spec("spiral", _playground(_spiral_points), {"n_samples": 1000, "noise": 0.2, "classes": 3},
-          "2-D spiral arms, one per class"),
-    _spec("circles", _playground(_circles_points), {"n_samples": 1000, "noise": 0.1, "classes": 2},
-          "2-D concentric rings, one per class"),
-    _spec("xor", _playground(_xor_points), {"n_samples": 1000, "noise": 0.05, "classes": 2},
-          "2-D XOR (checkerboard of classes x classes cells)"),
-    _spec("gaussians", _playground(_gaussians_points), {"n_samples": 1000, "noise": 0.7, "classes": 3},
-          "2-D Gaussian blobs around a circle"),
-    _spec("tokens", _tokens, {"n_samples": 2000, "min_len": 5, "max_len": 30, "vocab_filler": 200},
+    _spec("digits", _digits, _describe_digits, {"as_images": False},
+          "sklearn 8x8 digits (1797): vector (64,) or image (1,8,8)"),
+    _spec("seq_digits", _seq_digits, _describe_seq_digits, {},
+          "sklearn 8x8 digits read row by row: sequence of 8 steps x 8 pixels"),
+    _spec("spiral", _playground(_spiral_points), _describe_playground,
+          {"n_samples": 1000, "noise": 0.2, "classes": 3}, "2-D spiral arms, one per class"),
+    _spec("circles", _playground(_circles_points), _describe_playground,
+          {"n_samples": 1000, "noise": 0.1, "classes": 2}, "2-D concentric rings, one per class"),
+    _spec("xor", _playground(_xor_points), _describe_playground,
+          {"n_samples": 1000, "noise": 0.05, "classes": 2}, "2-D XOR (checkerboard of classes x classes cells)"),
+    _spec("gaussians", _playground(_gaussians_points), _describe_playground,
+          {"n_samples": 1000, "noise": 0.7, "classes": 3}, "2-D Gaussian blobs around a circle"),
+    _spec("tokens", _tokens, _describe_tokens, {"n_samples": 2000, "min_len": 5, "max_len": 30, "vocab_filler": 200},
           "generated token sequences: are positive or negative words in the majority?"),
-    _spec("mnist", _mnist_like("MNIST", "mnist", "http://yann.lecun.com/exdb/mnist/"),
+    _spec("mnist", _mnist_like("mnist"),
+          _describe_mnist_like("MNIST", "mnist", "http://yann.lecun.com/exdb/mnist/"),
           {"root": str(mxnet_home() / "datasets" / "mnist"), "as_images": True, "limit": 0},
           "local MNIST idx .gz files: image (1,28,28) or vector (784,)"),
-    _spec("fashion_mnist", _mnist_like("Fashion-MNIST", "fashion-mnist",
-                                       "https://github.com/zalandoresearch/fashion-mnist"),
+    _spec("fashion_mnist", _mnist_like("fashion-mnist"),
+          _describe_mnist_like("Fashion-MNIST", "fashion-mnist", "https://github.com/zalandoresearch/fashion-mnist"),
           {"root": str(mxnet_home() / "datasets" / "fashion-mnist"), "as_images": True, "limit": 0},
           "local Fashion-MNIST idx .gz files: image (1,28,28) or vector (784,)"),
-    _spec("imdb", _imdb, {"root": str(mxnet_home() / "datasets" / "imdb" / "aclImdb"), "max_len": 200,
-                          "max_vocab": 20000, "limit": 0},
+    _spec("imdb", _imdb, _describe_imdb,
+          {"root": str(mxnet_home() / "datasets" / "imdb" / "aclImdb"), "max_len": 200, "max_vocab": 20000,
+           "limit": 0},
           "local aclImdb movie reviews (train/pos, train/neg): tokens, truncated to max_len"),
 ]}
 
@@ -485,11 +598,30 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def load_dataset(params: dict) -> Dataset:
-    """Load the dataset described by a [data] section: {"name": ..., "val_fraction": ..., "seed": ..., options}."""
+def describe_dataset(params: dict) -> DataShape:
+    """Check a [data] section and say what the dataset is (kind, shape, classes, size) without loading it.
+    Raises ParamError or DataError naming the key (KeyError for an unknown dataset name)."""
     spec = get_dataset_spec(params.get("name"))
     options = {key: value for key, value in params.items() if key != "name"}
     unknown = sorted(set(options) - set(spec.defaults))
     if unknown:
-        raise ValueError(f"dataset {spec.name!r}: unknown keys {unknown}; accepted: {sorted(spec.defaults)}")
-    return spec.load({**spec.defaults, **options, "name": spec.name})
+        raise ParamError(unknown[0], f"unknown key for dataset {spec.name!r} "
+                                     f"(accepted: {', '.join(sorted(spec.defaults))})")
+    full = {**spec.defaults, **options, "name": spec.name}
+    if not 0.0 < float(full["val_fraction"]) < 1.0:
+        raise ParamError("val_fraction", f"expected a number in (0, 1), got {full['val_fraction']!r}")
+    check_int(full, "seed", low=0, high=2**32 - 1)
+    shape = spec.describe(full)
+    n_train, n_val = shape.split_sizes(full["val_fraction"])
+    if n_train < 1 or n_val < 1:
+        raise ParamError("val_fraction", f"{full['val_fraction']} of {shape.n_samples} samples leaves {n_train} "
+                                         f"for training and {n_val} for validation; both need at least 1")
+    return shape
+
+
+def load_dataset(params: dict) -> Dataset:
+    """Load the dataset described by a [data] section: {"name": ..., "val_fraction": ..., "seed": ..., options}.
+    The dataset's own checks run first (`describe_dataset`)."""
+    describe_dataset(params)
+    spec = get_dataset_spec(params.get("name"))
+    return spec.load({**spec.defaults, **{k: v for k, v in params.items() if k != "name"}, "name": spec.name})

@@ -50,12 +50,25 @@ def mxnet_gpu_count() -> int:
     return mx.context.num_gpus()
 
 
+def check_distinct(spec: str) -> None:
+    """Raise ValueError when a device list names a device twice (`cpu:0,0`): MXNet would hold two replicas of the
+    net on one device."""
+    _, ids = parse_device(spec)
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"device '{spec}' names {spec.partition(':')[0]}:{repeated[0]} more than once; list each "
+                         "device once")
+
+
 def check_device(spec: str, gpu_count: int | None = None) -> None:
-    """Raise ValueError with a clear message when the device asks for GPUs that are not there."""
+    """Raise ValueError with a clear message when the device repeats a device or asks for GPUs that are not there.
+    Without GPUs visible to NVML/nvidia-smi this needs no mxnet; with some, MXNet is asked (a CPU build sees none)."""
+    check_distinct(spec)
     kind, ids = parse_device(spec)
     if kind != "gpu":
         return
-    gpu_count = mxnet_gpu_count() if gpu_count is None else gpu_count
+    if gpu_count is None:
+        gpu_count = mxnet_gpu_count() if visible_gpu_count() else 0
     if gpu_count == 0:
         raise ValueError(f"device '{spec}' asks for a GPU, but MXNet sees none (CPU build of MXNet, or no NVIDIA GPU "
                          "on this machine); use device = \"cpu\" or \"auto\", or install mxdash[gpu] on a GPU machine")
@@ -69,6 +82,7 @@ def contexts(spec: str, gpu_ids: list[int] | None = None):
     """MXNet contexts for a device spec (called in the worker). `gpu_ids` = GPUs assigned by the scheduler."""
     import mxnet as mx
 
+    check_distinct(spec)
     kind, ids = parse_device(spec)
     if kind == "auto":
         n = mxnet_gpu_count()

@@ -10,6 +10,7 @@ import csv
 import itertools
 import json
 import math
+import os
 from pathlib import Path
 
 from experiments.report import flat_config, run_duration
@@ -24,14 +25,36 @@ CHUNK_ROWS = 50_000
 WRITER_QUEUE = 1024  # events buffered for the writer thread; the default (10) makes huge exports thread-bound
 
 
+class ExportError(Exception):
+    """An export target the user must change (a file where a folder should be, a folder that cannot be made or
+    written): the CLI prints it on one line, exit code 2."""
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before anything is read or made, an --out that is a file or under a file or an unwritable folder."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir} is a file; exports go into a folder: choose another --out")
+    existing = next(p for p in [out_dir, *out_dir.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise ExportError(f"--out {out_dir}: {existing} is a file, so the folder cannot be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"--out {out_dir}: {existing} is not writable")
+
+
 def export_runs(store, runs: list[dict], fmt: str, out_dir: Path) -> list[Path]:
-    """Write `runs` (run rows from the store) to `out_dir` in format `fmt`; return the files written."""
+    """Write `runs` (run rows from the store) to `out_dir` in format `fmt`; return the files written.
+    Raises ExportError when the folder cannot be made or a file cannot be written."""
     exporters = {"csv": _export_csv, "jsonl": _export_jsonl, "tensorboard": _export_tensorboard}
     if fmt not in exporters:
         raise ValueError(f"unknown export format {fmt!r} (choose one of {', '.join(FORMATS)})")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return exporters[fmt](store, runs, out_dir)
+    check_out_dir(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return exporters[fmt](store, runs, out_dir)
+    except OSError as e:  # /proc, a read-only or full disk, a folder where a file should go, ...
+        raise ExportError(f"--out {out_dir}: cannot write {e.filename or out_dir}: {e.strerror or e}") from None
 
 
 def _metric_rows(store, run_id: str):

@@ -214,8 +214,18 @@ class Store:
                 raise StoreError(f"{self.runs_dir} holds no runs yet (no {DB_NAME}); start one with `mxdash run FILE`")
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._wal_inode: int | None = None
-        self.conn = self._connect()
-        self._init_schema(new)
+        self.conn = None
+        try:
+            self.conn = self._connect()
+            self._init_schema(new)
+        except sqlite3.DatabaseError as e:  # the first statement reads the file: garbage fails here
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
+            if isinstance(e, sqlite3.OperationalError) and "unable to open" in str(e):
+                raise StoreError(f"{self.path}: cannot open the run store ({e}); check that {self.runs_dir} is "
+                                 "a writable directory, or use another --runs-dir") from None
+            raise StoreError(f"{self.path} is not a readable mxdash run store ({e}); move it aside (or restore it "
+                             "from a backup) and mxdash starts a new one, or use another --runs-dir") from None
         self._note_wal()
 
     def _connect(self) -> sqlite3.Connection:
@@ -275,11 +285,7 @@ class Store:
         return True
 
     def _init_schema(self, new: bool) -> None:
-        try:
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as e:  # random bytes, a truncated copy, another program's file
-            self.conn.close()
-            raise StoreError(f"{self.path} is not an mxdash store ({e}); move it aside or use another --runs-dir")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]  # garbage fails here (see __init__)
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer mxdash (schema {version}, this one reads {SCHEMA_VERSION}); "

@@ -1,41 +1,37 @@
 """LeNet-style CNN: per stage Conv2D -> activation -> MaxPool, then Dense hidden layers and the output Dense."""
-from mxnet.gluon import nn
-
-from nets import activation_block, register
+from nets import (ParamError, activation_block, check_activation, check_fraction, check_int, check_int_list,
+                  register)
 
 DEFAULTS = {"channels": [16, 32], "kernels": [3, 3], "strides": [1, 1], "padding": [1, 1], "pool": 2,
             "hidden": [64], "activation": "relu", "dropout": 0.0, "leaky_slope": 0.1}
 
 
-def _per_stage(params, key, n_stages):
+def _per_stage(params, key, n_stages, low=1):
     value = params[key]
-    values = [value] * n_stages if isinstance(value, int) else list(value)
-    if len(values) != n_stages and values and len(set(values)) == 1:  # [3, 3] means "3 everywhere"
+    values = check_int_list({key: [value] if isinstance(value, int) else value}, key, low=low, allow_empty=False)
+    if len(values) != n_stages and len(set(values)) == 1:  # [3, 3] means "3 everywhere"
         values = values[:1] * n_stages
     if len(values) != n_stages:
-        raise ValueError(f"{key} = {value} needs one entry per conv stage ({n_stages}, from channels)")
-    return [int(v) for v in values]
+        raise ParamError(key, f"{value} needs one entry per conv stage ({n_stages}, from channels)")
+    return values
 
 
 def conv_output_sizes(params, input_shape):
-    """Spatial (H, W) after each stage and whether that stage pools; ValueError naming the key if a size is <= 0."""
-    channels = list(params["channels"])
+    """Spatial (H, W) after each stage and whether that stage pools; ParamError naming the key if a size is <= 0."""
+    channels = check_int_list(params, "channels", allow_empty=False)
     kernels = _per_stage(params, "kernels", len(channels))
     strides = _per_stage(params, "strides", len(channels))
-    padding = _per_stage(params, "padding", len(channels))
-    pool = int(params["pool"])
-    if pool < 1:
-        raise ValueError(f"pool = {pool} must be >= 1 (1 = no pooling)")
-    if any(s < 1 for s in strides):
-        raise ValueError(f"strides = {strides} must all be >= 1")
+    padding = _per_stage(params, "padding", len(channels), low=0)
+    pool = check_int(params, "pool")  # 1 = no pooling
     height, width = input_shape[1], input_shape[2]
     stages = []
     for i, (k, s, p) in enumerate(zip(kernels, strides, padding)):
         height = (height + 2 * p - k) // s + 1
         width = (width + 2 * p - k) // s + 1
         if height <= 0 or width <= 0:
-            raise ValueError(f"conv stage {i}: output size {height}x{width} <= 0 for input {input_shape}; "
-                             f"reduce kernels[{i}]={k} or strides[{i}]={s}, or raise padding[{i}]={p}")
+            raise ParamError("kernels", f"conv stage {i}: output size {height}x{width} <= 0 for input "
+                                        f"{input_shape}; reduce kernels[{i}]={k} or strides[{i}]={s}, or raise "
+                                        f"padding[{i}]={p}")
         # Pool only while the map stays at least 1x1 after pooling.
         pools = pool > 1 and height >= pool and width >= pool
         if pools:
@@ -44,22 +40,27 @@ def conv_output_sizes(params, input_shape):
     return stages
 
 
-@register("cnn", DEFAULTS, kinds=("image",),
+def check_cnn(params, info):
+    if len(info.input_shape) != 3:
+        raise ParamError("name", f"cnn needs (C, H, W) images, got samples of shape {info.input_shape}")
+    conv_output_sizes(params, info.input_shape)
+    check_int_list(params, "hidden")
+    check_activation(params)
+    check_fraction(params, "dropout")
+
+
+@register("cnn", DEFAULTS, kinds=("image",), check=check_cnn,
           doc="Conv2D -> activation -> MaxPool stages, then Dense layers. Layers conv0.., fc0.., out.")
 def build_cnn(params, info):
-    if len(info.input_shape) != 3:
-        raise ValueError(f"cnn needs (C, H, W) input, got {info.input_shape}")
-    channels = [int(c) for c in params["channels"]]
-    if any(c <= 0 for c in channels):
-        raise ValueError(f"channels = {channels}: every stage needs at least 1 channel")
+    from mxnet.gluon import nn
+
+    channels = params["channels"]
     stages = conv_output_sizes(params, info.input_shape)
     kernels = _per_stage(params, "kernels", len(channels))
     strides = _per_stage(params, "strides", len(channels))
-    padding = _per_stage(params, "padding", len(channels))
+    padding = _per_stage(params, "padding", len(channels), low=0)
     pool = int(params["pool"])
     dropout = float(params["dropout"])
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout = {dropout} must be in [0, 1)")
 
     net = nn.HybridSequential(prefix="")  # stable node names, see nets/__init__.py
     with net.name_scope():

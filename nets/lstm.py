@@ -5,102 +5,32 @@ the forward direction's summary is its output at the last VALID step (SequenceLa
 backward direction runs on each sequence with its valid part reversed (padding stays at the end), so no output at a
 valid position ever sees padding.
 """
-from mxnet import gluon
-from mxnet.gluon import nn, rnn
-
-from nets import register
+from nets import ParamError, check_fraction, check_int, check_int_list, register
 
 DEFAULTS = {"embed": 32, "hidden": 64, "layers": 1, "dropout": 0.0, "dense": [], "bidirectional": False}
 
 
-def _reverse_valid(F, x, valid_length):
-    """Reverse the first valid_length steps of each (N, T, C) sequence; padding stays where it is."""
-    time_major = F.swapaxes(x, 0, 1)  # SequenceReverse supports only axis 0
-    reversed_ = F.SequenceReverse(time_major, sequence_length=valid_length, use_sequence_length=True)
-    return F.swapaxes(reversed_, 0, 1)
+def check_lstm(params, info):
+    check_int(params, "hidden")
+    check_int(params, "layers")
+    if info.kind == "tokens":
+        check_int(params, "embed")
+    check_fraction(params, "dropout")
+    check_int_list(params, "dense")
+    if info.kind == "sequence" and len(info.input_shape) != 2:
+        raise ParamError("name", f"lstm needs (steps, features) sequences, got samples of shape {info.input_shape}")
 
 
-def _last_valid(F, x, valid_length):
-    return F.SequenceLast(x, sequence_length=valid_length, use_sequence_length=True, axis=1)
-
-
-class LSTMClassifier(gluon.HybridBlock):
-    takes_valid_length = True
-
-    def __init__(self, info, embed, hidden, layers, dropout, dense, bidirectional):
-        super().__init__(prefix="")  # stable block and node names, see nets/__init__.py
-        self._bidirectional = bidirectional
-        self._layers = layers
-        with self.name_scope():
-            self.embedding = (nn.Embedding(info.vocab_size, embed, prefix="embed_")
-                              if info.kind == "tokens" else None)
-            if not bidirectional:
-                # One fused multi-layer LSTM; its dropout acts between layers.
-                self.lstm = rnn.LSTM(hidden, num_layers=layers, layout="NTC", dropout=dropout, prefix="lstm_")
-            else:
-                # Separate single-layer directions per layer, so the backward one can skip the padding.
-                self.forward_lstms, self.backward_lstms, self.between = [], [], []
-                for i in range(layers):
-                    forward_lstm = rnn.LSTM(hidden, layout="NTC", prefix=f"lstm{i}_fwd_")
-                    backward_lstm = rnn.LSTM(hidden, layout="NTC", prefix=f"lstm{i}_bwd_")
-                    self.register_child(forward_lstm, f"lstm{i}_fwd")
-                    self.register_child(backward_lstm, f"lstm{i}_bwd")
-                    self.forward_lstms.append(forward_lstm)
-                    self.backward_lstms.append(backward_lstm)
-                    if dropout > 0 and i < layers - 1:
-                        between = nn.Dropout(dropout, prefix=f"lstm{i}_dropout_")
-                        self.register_child(between, f"lstm{i}_dropout")
-                        self.between.append(between)
-                    else:
-                        self.between.append(None)
-            self.head = nn.HybridSequential(prefix="")
-            if dropout > 0:  # also regularises a 1-layer LSTM, where the LSTM's own dropout does nothing
-                self.head.add(nn.Dropout(dropout, prefix="summary_dropout_"))
-            for i, units in enumerate(dense):
-                self.head.add(nn.Dense(int(units), prefix=f"fc{i}_"))
-                self.head.add(nn.Activation("relu", prefix=f"fc{i}_relu_"))
-            self.head.add(nn.Dense(info.num_classes, prefix="out_"))
-
-    def hybrid_forward(self, F, x, valid_length):
-        if self.embedding is not None:
-            x = self.embedding(x)
-        if not self._bidirectional:
-            summary = _last_valid(F, self.lstm(x), valid_length)
-        else:
-            for i in range(self._layers):
-                forward_out = self.forward_lstms[i](x)
-                backward_out_reversed = self.backward_lstms[i](_reverse_valid(F, x, valid_length))
-                if i == self._layers - 1:
-                    # Backward summary = its state after reading the whole valid sequence from the end.
-                    summary = F.concat(_last_valid(F, forward_out, valid_length),
-                                       _last_valid(F, backward_out_reversed, valid_length), dim=1)
-                else:
-                    x = F.concat(forward_out, _reverse_valid(F, backward_out_reversed, valid_length), dim=2)
-                    if self.between[i] is not None:
-                        x = self.between[i](x)
-        return self.head(summary)
-
-
-@register("lstm", DEFAULTS, kinds=("sequence", "tokens"),
+@register("lstm", DEFAULTS, kinds=("sequence", "tokens"), check=check_lstm,
           doc="LSTM classifier on the last valid step (forward is net(x, valid_length)). Token input goes "
               "through an Embedding(vocab_size, embed); dense steps are used as they are (embed unused). "
               "dropout acts between LSTM layers and on the LSTM summary. Layers embed, lstm, fc0.., out.")
 def build_lstm(params, info):
+    from nets._lstm_block import LSTMClassifier
+
     hidden, layers, embed = int(params["hidden"]), int(params["layers"]), int(params["embed"])
-    if hidden < 1:
-        raise ValueError(f"hidden = {hidden} must be >= 1")
-    if layers < 1:
-        raise ValueError(f"layers = {layers} must be >= 1")
-    if info.kind == "tokens":
-        if not info.vocab_size:
-            raise ValueError("lstm on token data needs DataInfo.vocab_size")
-        if embed < 1:
-            raise ValueError(f"embed = {embed} must be >= 1 for token data")
-    dropout = float(params["dropout"])
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout = {dropout} must be in [0, 1)")
-    dense = [int(units) for units in params["dense"]]
-    if any(units < 1 for units in dense):
-        raise ValueError(f"dense = {dense}: every layer needs at least 1 unit")
+    dropout, dense = float(params["dropout"]), [int(units) for units in params["dense"]]
+    if info.kind == "tokens" and not info.vocab_size:
+        raise ValueError("lstm on token data needs DataInfo.vocab_size")  # a caller's bug, not a user's input
     return LSTMClassifier(info, embed=embed, hidden=hidden, layers=layers, dropout=dropout, dense=dense,
                           bidirectional=bool(params["bidirectional"]))

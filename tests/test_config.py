@@ -1,4 +1,5 @@
-"""Bad input: one clear message naming the file and key, exit code 2, and no run created."""
+"""Experiment files: overrides, grid expansion, the validation rules as functions (the refusals themselves, through
+the console script, are in test_bad_input.py)."""
 from __future__ import annotations
 
 import json
@@ -27,58 +28,6 @@ def run_file(tmp_path, text, *extra):
     path.write_text(text)
     runs = tmp_path / "runs"
     return cli("run", path, "--runs-dir", runs, *extra), runs, path
-
-
-def run_in_process(tmp_path, capsys, text, *extra):
-    """The same `mxdash run` entry point, called in-process (a subprocess per case costs an mxnet import)."""
-    from experiments.cli import main
-
-    path = tmp_path / "exp.toml"
-    path.write_text(text)
-    runs = tmp_path / "runs"
-    code = main(["run", str(path), "--runs-dir", str(runs), *extra])
-    return code, capsys.readouterr().err, runs, path
-
-
-BAD_CASES = [
-    ("unknown section", GOOD + "[model]\nx = 1\n", "model: unknown section"),
-    ("unknown key", GOOD.replace("epochs = 1", "epochs = 1\nepoch = 2"), "train.epoch: unknown key"),
-    ("unknown net", GOOD.replace('name = "mlp"', 'name = "resnet"'), "net.name: unknown net 'resnet'"),
-    ("unknown net key", GOOD.replace("hidden = [16]", "hiden = [16]"), "net.hiden: unknown key"),
-    ("unknown dataset", GOOD.replace('name = "digits"', 'name = "cifar"'), "data.name: unknown dataset 'cifar'"),
-    ("unknown optimizer", GOOD.replace('name = "adam"', 'name = "adamw"'), "optimizer.name: unknown optimizer"),
-    ("wrong type", GOOD.replace("epochs = 1", 'epochs = "ten"'), "train.epochs: expected an integer, got 'ten'"),
-    ("wrong type float", GOOD.replace("lr = 0.01", 'lr = "fast"'), "optimizer.lr: expected a number"),
-    ("non-positive lr", GOOD.replace("lr = 0.01", "lr = -0.1"), "optimizer.lr: expected a positive number"),
-    ("zero lr", GOOD.replace("lr = 0.01", "lr = 0"), "optimizer.lr: expected a positive number"),
-    ("non-positive batch size", GOOD.replace("epochs = 1", "epochs = 1\nbatch_size = 0"),
-     "train.batch_size: expected a positive integer"),
-    ("non-positive epochs", GOOD.replace("epochs = 1", "epochs = -3"), "train.epochs: expected a positive integer"),
-    ("empty grid axis", GOOD + '[grid]\n"optimizer.lr" = []\n', "grid.optimizer.lr: empty grid axis"),
-    ("grid not a list", GOOD + '[grid]\n"optimizer.lr" = 0.1\n', "grid.optimizer.lr: expected a list"),
-    ("grid bad key", GOOD + '[grid]\n"lr" = [0.1]\n', "grid.lr: grid keys are dotted paths"),
-    ("grid bad value", GOOD + '[grid]\n"optimizer.lr" = [0.1, -1.0]\n', "optimizer.lr: expected a positive number"),
-    ("unknown device", GOOD.replace("epochs = 1", 'epochs = 1\ndevice = "tpu:0"'), "train.device: unknown device"),
-    ("gpu not there", GOOD.replace("epochs = 1", 'epochs = 1\ndevice = "gpu:0"'), "train.device: device 'gpu:0' asks"),
-    ("bad toml", GOOD + "[grid\n", "invalid TOML"),
-    ("bad schedule", GOOD + '[schedule]\nname = "exp"\n', "schedule.name: unknown schedule 'exp'"),
-]
-
-
-@pytest.mark.parametrize("label, text, message", BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_bad_input_exits_2_with_message_and_creates_no_run(tmp_path, capsys, label, text, message):
-    code, stderr, runs, path = run_in_process(tmp_path, capsys, text)
-    assert code == 2, stderr
-    assert message in stderr and str(path) in stderr, stderr
-    assert len(stderr.strip().splitlines()) == 1  # one clear line, no traceback
-    assert not runs.exists()  # nothing half-written
-
-
-def test_bad_input_from_the_console_script(tmp_path):
-    result, runs, path = run_file(tmp_path, GOOD.replace("lr = 0.01", "lr = -0.1"))
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"mxdash run: {path}: optimizer.lr: expected a positive number, got -0.1"
-    assert not runs.exists()
 
 
 def test_missing_file_and_bad_override(tmp_path):
@@ -121,10 +70,60 @@ def test_every_shipped_experiment_validates(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_mnist_without_files_fails_clearly_before_creating_runs(tmp_path):
-    result, runs, _ = run_file(tmp_path, GOOD.replace('name = "digits"', f'name = "mnist"\nroot = "{tmp_path}/m"'))
-    # the dataset files are checked when a run starts: the run fails, naming the directory and files
-    assert result.returncode == 1
-    listing = json.loads(cli("ls", "--json", "--runs-dir", runs).stdout)
-    assert listing[0]["status"] == "failed"
-    assert "train-images-idx3-ubyte.gz" in listing[0]["error"] and f"{tmp_path}/m" in listing[0]["error"]
+def test_mnist_without_files_is_refused_before_creating_runs(tmp_path):
+    result, runs, path = run_file(tmp_path, GOOD.replace('name = "digits"', f'name = "mnist"\nroot = "{tmp_path}/m"'))
+    # the dataset's own check runs at validation: refused, naming the key, the directory and the files
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"mxdash run: {path}: data.root: MNIST files missing in {tmp_path}/m: ")
+    assert "train-images-idx3-ubyte.gz" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not runs.exists()
+
+
+def test_set_on_a_section_axis_applies_to_every_table(tmp_path):
+    from conftest import PROJECT
+
+    result = cli("run", PROJECT / "experiments" / "optimizers.toml", "--set", "optimizer.lr=0.01", "--dry-run",
+                 "--json", "--runs-dir", tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)["runs"]
+    assert [(r["optimizer"]["name"], r["optimizer"]["lr"]) for r in planned] == [
+        ("sgd", 0.01), ("momentum", 0.01), ("nesterov", 0.01), ("adam", 0.01), ("rmsprop", 0.01)]
+    raw = {"grid": {"optimizer": [{"name": "sgd", "lr": 0.1}, {"name": "adam"}]}}
+    assert [r["optimizer"] for r in plan_runs(apply_overrides(raw, ["optimizer.wd=0.5"]))] == [
+        {"name": "sgd", "lr": 0.1, "wd": 0.5}, {"name": "adam", "wd": 0.5}]
+    assert raw["grid"]["optimizer"][1] == {"name": "adam"}  # the caller's dict is not modified
+
+
+def test_grid_size_is_counted_before_expanding():
+    from experiments.config import MAX_RUNS, ConfigError, check_structure
+
+    axis = list(range(1000))
+    huge = {"grid": {"train.seed": axis, "train.epochs": axis, "train.log_every": axis}}  # 10^9 runs
+    with pytest.raises(ConfigError, match="1,000,000,000 runs"):
+        plan_runs(huge)
+    check_structure({"grid": {"train.seed": list(range(MAX_RUNS))}})  # exactly the cap is allowed
+
+
+def test_validate_config_accepts_a_resolved_config_and_refuses_a_changed_one():
+    """`validate_config` is a function of the resolved config: a stored run's config validates as it is."""
+    from experiments.config import ConfigError, resolve_run, validate_config
+
+    config = resolve_run(plan_runs({"net": {"hidden": [8]}, "optimizer": {"name": "sgd"}})[0])
+    assert validate_config(config).n_samples == 1797
+    assert resolve_run(config, name=config["experiment"]["name"]) == config  # resolving is idempotent
+    config["optimizer"]["lr"] = float("nan")
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        validate_config(config)
+
+
+def test_validation_describes_each_dataset_once_per_grid(monkeypatch):
+    """A grid of 30 runs on one dataset reads its description (files and headers, for MNIST) once."""
+    from experiments import config, data
+
+    calls = []
+    original = data.describe_dataset
+    monkeypatch.setattr(data, "describe_dataset", lambda params: calls.append(params) or original(params))
+    path_raw = {"net": {"hidden": [8]}, "grid": {"optimizer.lr": [0.1, 0.2, 0.3], "train.seed": list(range(10))}}
+    monkeypatch.setattr(config, "read_experiment_file", lambda path: path_raw)
+    _, _, runs = config.load_experiment("grid.toml")
+    assert len(runs) == 30 and len(calls) == 1

@@ -275,3 +275,75 @@ def test_batch_size_larger_than_data_is_a_data_error():
     dataset = load_dataset({"name": "xor", "n_samples": 50})
     with pytest.raises(DataError, match="batch_size"):
         dataset.steps_per_epoch(100)
+
+
+# -- describe_dataset: each dataset's own checks and shape, without loading it -------------------------------------
+DESCRIBED = [{"name": "digits"}, {"name": "digits", "as_images": True, "val_fraction": 0.3},
+             {"name": "seq_digits"}, {"name": "spiral", "n_samples": 90, "classes": 4},
+             {"name": "circles", "n_samples": 60}, {"name": "xor", "n_samples": 50}, {"name": "gaussians"},
+             {"name": "tokens", "n_samples": 300, "max_len": 12}]
+
+
+@pytest.mark.parametrize("params", DESCRIBED, ids=[str(p) for p in DESCRIBED])
+def test_describe_tells_what_load_makes(params):
+    """The cheap description used to validate experiments agrees with the loaded dataset (an independent count)."""
+    shape = data.describe_dataset(params)
+    dataset = load_dataset(params)
+    assert shape.split_sizes(params.get("val_fraction", 0.2)) == (dataset.n_train, dataset.n_val)
+    expected = dataset.info if dataset.info.kind != "tokens" else \
+        data.DataInfo("tokens", dataset.info.input_shape, dataset.info.num_classes)  # vocabulary unknown up front
+    assert shape.info == expected
+
+
+def test_describe_local_files_agrees_with_load(tmp_path):
+    write_fake_mnist(tmp_path / "m")
+    for params in ({"name": "mnist", "root": str(tmp_path / "m")},
+                   {"name": "fashion_mnist", "root": str(tmp_path / "m"), "as_images": False, "limit": 25}):
+        shape, dataset = data.describe_dataset(params), load_dataset(params)
+        assert shape.info == dataset.info and shape.n_samples == dataset.n_train + dataset.n_val
+    write_fake_imdb(tmp_path / "imdb")
+    params = {"name": "imdb", "root": str(tmp_path / "imdb"), "max_len": 6}
+    assert data.describe_dataset(params).n_samples == 30 == load_dataset(params).n_train + 6
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.write_bytes(b""), "empty file"),
+    (lambda path: write_idx(path, np.zeros((40, 28, 28)), 2049), "magic number 2049"),
+    (lambda path: path.write_bytes(gzip.compress(struct.pack(">4i", 2051, 40, 28, 28) + bytes(100))), "truncated"),
+    (lambda path: path.write_bytes(gzip.compress(struct.pack(">2i", 2051, 40))), "too short"),
+    (lambda path: path.write_bytes(b"not gzip at all"), "cannot read"),
+])
+def test_mnist_headers_are_checked_without_loading(tmp_path, damage, message):
+    write_fake_mnist(tmp_path)
+    damage(tmp_path / "train-images-idx3-ubyte.gz")
+    with pytest.raises(DataError, match=message) as error:
+        data.describe_dataset({"name": "mnist", "root": str(tmp_path)})
+    assert error.value.key == "root" and "train-images-idx3-ubyte.gz" in str(error.value)
+    with pytest.raises(DataError):  # the loader runs the same checks first (the worker's safety net)
+        load_dataset({"name": "mnist", "root": str(tmp_path)})
+
+
+def test_mnist_header_check_accepts_a_multi_member_gzip(tmp_path):
+    """gzip's stored length is that of the last member only: a valid file made of two members is counted in full
+    instead of being refused."""
+    write_fake_mnist(tmp_path)
+    images = np.random.RandomState(1).randint(0, 256, (40, 28, 28)).astype(np.uint8).tobytes()
+    header = struct.pack(">4i", 2051, 40, 28, 28)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images[:1000]) +
+                                                           gzip.compress(images[1000:]))
+    assert data.describe_dataset({"name": "mnist", "root": str(tmp_path)}).n_samples == 40
+    assert load_dataset({"name": "mnist", "root": str(tmp_path)}).n_train == 32
+
+
+@pytest.mark.parametrize("params, key", [
+    ({"name": "spiral", "classes": 1}, "classes"), ({"name": "xor", "n_samples": 3}, "n_samples"),
+    ({"name": "circles", "noise": -0.1}, "noise"), ({"name": "gaussians", "noise": float("nan")}, "noise"),
+    ({"name": "tokens", "min_len": 9, "max_len": 4}, "min_len"), ({"name": "tokens", "n_samples": 1}, "n_samples"),
+    ({"name": "digits", "val_fraction": 0.0001}, "val_fraction"), ({"name": "digits", "val_fraction": 1.0},
+                                                                    "val_fraction"),
+    ({"name": "digits", "seed": -1}, "seed"), ({"name": "digits", "n_samples": 5}, "n_samples"),
+])
+def test_dataset_parameter_checks_name_the_key(params, key):
+    with pytest.raises(data.ParamError) as error:
+        data.describe_dataset(params)
+    assert error.value.key == key

@@ -234,9 +234,55 @@ def test_dropped_in_module_is_discovered(tmp_path, monkeypatch):
         sys.modules.pop("nets.dropin_tiny", None)
 
 
-def test_broken_dropped_in_module_names_the_file(tmp_path, monkeypatch):
-    (tmp_path / "dropin_broken.py").write_text("this is not python\n")
+def test_broken_dropped_in_module_names_file_and_line_and_other_nets_keep_working(tmp_path, monkeypatch):
+    (tmp_path / "dropin_broken.py").write_text("import math\n\ndef broken(:\n    pass\n")
+    (tmp_path / "dropin_raises.py").write_text("import math\nraise RuntimeError('boom')\n")
     monkeypatch.setattr(nets, "__path__", list(nets.__path__) + [str(tmp_path)])
-    with pytest.raises(ImportError, match="dropin_broken"):
-        nets.available()
-    sys.modules.pop("nets.dropin_broken", None)
+    monkeypatch.setattr(nets, "_BROKEN", {})
+    try:
+        assert {"mlp", "cnn", "lstm"} <= set(nets.available())  # the other nets still load
+        assert nets.build_net("mlp", {"hidden": [4]}, INFOS["vector"]) is not None
+        broken = nets.broken_modules()
+        assert broken["dropin_broken"] == f"{tmp_path / 'dropin_broken.py'} line 3: SyntaxError: invalid syntax"
+        assert broken["dropin_raises"] == f"{tmp_path / 'dropin_raises.py'} line 2: RuntimeError: boom"
+        with pytest.raises(KeyError, match="dropin_broken.py line 3: SyntaxError"):
+            nets.get_spec("dropin_broken")  # a net named like its module: the message says why it is missing
+        with pytest.raises(KeyError, match=r"unknown net 'nope'.*dropin_raises.py line 2"):
+            nets.get_spec("nope")
+    finally:
+        sys.modules.pop("nets.dropin_broken", None)
+        sys.modules.pop("nets.dropin_raises", None)
+
+
+def test_nets_registry_and_checks_need_no_mxnet():
+    """Validating an experiment imports nets/ and its net modules, but not mxnet (refusals must be fast)."""
+    import subprocess
+
+    code = ("import sys, nets; from nets import DataInfo; nets.available(); "
+            "nets.check_params('cnn', {}, DataInfo('image', (1, 8, 8), 10)); "
+            "nets.check_params('lstm', {}, DataInfo('tokens', (12,), 2)); "
+            "print('mxnet' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name, kind, params, key", [
+    ("mlp", "vector", {"hidden": [-4]}, "hidden"), ("mlp", "vector", {"hidden": ["a"]}, "hidden"),
+    ("mlp", "vector", {"hidden": [1.5]}, "hidden"), ("mlp", "vector", {"dropout": 2.0}, "dropout"),
+    ("mlp", "vector", {"activation": "swish"}, "activation"),
+    ("mlp", "vector", {"activation": "leaky_relu", "leaky_slope": float("nan")}, "leaky_slope"),
+    ("cnn", "image", {"channels": [0]}, "channels"), ("cnn", "image", {"pool": 0}, "pool"),
+    ("cnn", "image", {"channels": [4], "kernels": [9], "padding": [0]}, "kernels"),
+    ("cnn", "image", {"strides": [0, 0]}, "strides"), ("cnn", "image", {"padding": [-1]}, "padding"),
+    ("cnn", "vector", {}, "name"), ("lstm", "vector", {}, "name"), ("mlp", "tokens", {}, "name"),
+    ("lstm", "tokens", {"layers": 0}, "layers"), ("lstm", "tokens", {"embed": 0}, "embed"),
+    ("lstm", "sequence", {"hidden": 2**31}, "hidden"), ("lstm", "sequence", {"dense": [0]}, "dense"),
+    ("mlp", "vector", {"widht": 3}, "widht"),
+])
+def test_each_net_declares_its_own_checks(name, kind, params, key):
+    info = INFOS[kind]
+    with pytest.raises(nets.ParamError) as error:
+        nets.check_params(name, params, info)
+    assert error.value.key == key
+    with pytest.raises(ValueError):  # build_net runs the same checks (the worker's safety net)
+        nets.build_net(name, params, info)
