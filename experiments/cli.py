@@ -212,6 +212,10 @@ LS_FIELDS = ("id", "experiment_id", "net", "dataset", "optimizer", "lr", "seed",
              "checkpoint_step")
 
 
+LS_COLUMNS = ("id", "net", "optimizer", "lr", "status", "epoch", "loss", "best acc")  # loss: the latest train loss
+LS_RIGHT = ("lr", "epoch", "loss", "best acc")
+
+
 def cmd_ls(args) -> int:
     if args.status and args.status not in DISPLAY_STATUSES:
         raise UsageError(f"unknown status '{args.status}' (expected one of {', '.join(DISPLAY_STATUSES)})")
@@ -220,34 +224,59 @@ def cmd_ls(args) -> int:
         raise StoreError(f"unknown experiment id: {args.experiment} (see `mxdash ls`)")
     stored_status = "running" if args.status == "stale" else args.status
     now = time.time()
-    runs = store.list_runs(status=stored_status, experiment=args.experiment)
+    columns = ", ".join(dict.fromkeys(LS_FIELDS + ("config", "pid", "pid_started", "host") if args.json else
+                                      LS_FIELDS))  # never decode summaries nobody prints (10,000 runs: 0.3 s)
+    runs = store.list_runs(status=stored_status, experiment=args.experiment, columns=columns)
     for run in runs:
         run["shown_status"] = display_status(run, now)
     if args.status == "stale":
         runs = [r for r in runs if r["shown_status"] == "stale"]
     if args.json:
-        print(json.dumps([{**{k: r.get(k) for k in LS_FIELDS}, "experiment": r["experiment_id"], "final_loss":
-                           r["train_loss"], "stale": r["shown_status"] == "stale",
-                           "last_progress_s": None if r.get("progress_at") is None or r["status"] != "running"
-                           else round(now - r["progress_at"], 1), "config": r["config"]} for r in runs], indent=1))
+        # one run per line through the C encoder (`indent` falls back to the pure-Python one: 2.2 s for 10,000)
+        items = (json.dumps({**{k: r.get(k) for k in LS_FIELDS}, "experiment": r["experiment_id"],
+                             "final_loss": r["train_loss"], "stale": r["shown_status"] == "stale",
+                             "last_progress_s": None if r.get("progress_at") is None or r["status"] != "running"
+                             else round(now - r["progress_at"], 1), "config": r["config"]}) for r in runs)
+        sys.stdout.write("[\n" + ",\n".join(items) + "\n]\n")
         return 0
-    from rich.table import Table
-
-    from experiments.report import status_text
-
-    table = Table(box=None, pad_edge=False)
-    # ids must never be cut (users copy them into `show`/`stop`); the experiment column gives way first
-    min_widths = {"id": max([len(r["id"]) for r in runs] + [2]), "status": 9, "optimizer": 8, "epoch": 7}
-    for column in ("id", "experiment", "net", "optimizer", "lr", "status", "epoch", "final loss", "best val acc"):
-        table.add_column(column, justify="right" if column in ("lr", "epoch", "final loss", "best val acc") else "left",
-                         min_width=min_widths.get(column), no_wrap=column in min_widths)
-    for r in runs:
-        table.add_row(r["id"], r["experiment_id"], r["net"], r["optimizer"], f"{r['lr']:g}", status_text(r["shown_status"]),
-                      f"{r['epoch'] or 0:.1f}/{r['epochs']}",
-                      f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "—",
-                      f"{r['best_val_acc']:.3f}" if r["best_val_acc"] is not None else "—")
-    console().print(table if runs else "no runs match")
+    out = console()
+    out.print(ls_text(runs, out.width) if runs else "no runs match", soft_wrap=True)
     return 0
+
+
+def ls_text(runs: list[dict], width: int):
+    """The run list as one Rich Text: columns padded here, statuses coloured. (A rich Table took 9 s for 10,000
+    runs; this takes 0.2 s.) Ids are never cut (users copy them into `show` and `stop`); when the line is too
+    wide, the widest other column gives way with an ellipsis."""
+    from rich.text import Text
+
+    from experiments.report import status_style
+
+    rows = [(r["id"], r["net"] or "—", r["optimizer"] or "—", f"{r['lr']:g}" if r["lr"] is not None else "—",
+             r["shown_status"], f"{r['epoch'] or 0:.1f}/{r['epochs']}",
+             f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "—",
+             f"{r['best_val_acc']:.3f}" if r["best_val_acc"] is not None else "—") for r in runs]
+    widths = [max(len(LS_COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(LS_COLUMNS))]
+    widths[4] = max(widths[4], 9)
+    while sum(widths) + 2 * (len(widths) - 1) > width:
+        widest = max((i for i in range(1, len(widths)) if i != 4), key=lambda i: widths[i])  # not id, not status
+        if widths[widest] <= 6:
+            break
+        widths[widest] -= 1
+
+    def cell(value: str, i: int) -> str:
+        if len(value) > widths[i] and i:
+            value = value[:widths[i] - 1] + "…"
+        return value.rjust(widths[i]) if LS_COLUMNS[i] in LS_RIGHT else value.ljust(widths[i])
+
+    text = Text()
+    text.append("  ".join(cell(name, i) for i, name in enumerate(LS_COLUMNS)).rstrip() + "\n", style="bold")
+    for row in rows:
+        text.append("  ".join(cell(row[i], i) for i in range(4)) + "  ")
+        text.append(cell(row[4], 4), style=status_style(row[4]))
+        text.append("  " + "  ".join(cell(row[i], i) for i in range(5, len(row))) + "\n")
+    text.rstrip()
+    return text
 
 
 def cmd_show(args) -> int:

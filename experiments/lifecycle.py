@@ -79,6 +79,8 @@ def launch_scheduler(store: Store, scheduler_id: int, parallel: int, threads: in
     argv = [sys.executable, "-m", "experiments.lifecycle", "--runs-dir", str(store.runs_dir.resolve()),
             "--scheduler-id", str(scheduler_id), "--parallel", str(parallel), "--threads", str(threads),
             "--per-gpu", str(per_gpu)]
+    if os.environ.get("MXDASH_NO_FORK"):  # fallback (and the "before" side of benchmarks/sweep_bench.py)
+        argv.append("--cold")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))  # read once, when the scheduler imports mxnet
     proc = spawn_detached(argv, scheduler_log_path(store, scheduler_id), env)
     try:
