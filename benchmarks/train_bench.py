@@ -56,7 +56,7 @@ from experiments.config import BASE_DEFAULTS, plan_runs, resolve_run  # noqa: E4
 from experiments.data import MNIST_FILES, load_dataset  # noqa: E402
 from experiments.store import Store  # noqa: E402
 from experiments.train import MetricWriter, Run, optimizer_args  # noqa: E402
-from experiments.worker import heartbeat_forever  # noqa: E402
+from experiments.train import Heartbeat  # noqa: E402
 
 NO_PROBE = 10 ** 9
 MNIST_LIKE_SAMPLES = 2400  # random 28x28 images: 1920 train = 30 steps of 64 per epoch
@@ -181,17 +181,13 @@ class MxdashLoop:
         minus the earlier epochs' end_epoch (validation + checkpoint)."""
         self.spans, self.entries = [], []
         self.run.epochs += epochs
-        stop = threading.Event()
-        beat = threading.Thread(target=heartbeat_forever, args=(str(self.store.runs_dir), self.run_id, stop),
-                                daemon=True)
-        beat.start()
+        beat = Heartbeat(self.store.runs_dir, self.run_id, None).start()  # what the worker runs beside the loop
         try:
             mx.nd.waitall()
             start = time.perf_counter()
             status = self.run.train(self.writer)
         finally:
-            stop.set()
-            beat.join()
+            beat.stop()
         assert status == "completed", status
         assert len(self.entries) == epochs, (len(self.entries), epochs)
         excluded = sum(end - begin for begin, end in self.spans[:-1])

@@ -157,6 +157,9 @@ class Scheduler:
 
         import experiments.train  # noqa: F401
         import nets
+        from experiments.data import sklearn_digits
+
+        sklearn_digits()  # the shipped experiments' data, read once and shared with every child
 
         try:
             nets.available()  # imports every net module once, here, instead of in every child

@@ -29,6 +29,7 @@ STATUS_STYLES = {
     "failed": "red",
     "lost": "magenta",
     "stopped": "blue",
+    "stale": "yellow",
 }
 
 
@@ -192,8 +193,16 @@ def render_show(store, run: dict, width: int = 120) -> Group:
 
 
 def _show_header(run: dict) -> Group:
-    title = Text.assemble((run["id"], "bold"), "  ", (run.get("experiment_id") or "", ""), "  ",
-                          status_text(run.get("status")))
+    from experiments.metrics import STALE, display_status
+
+    now = time.time()
+    shown = display_status(run, now)
+    title = Text.assemble((run["id"], "bold"), "  ", (run.get("experiment_id") or "", ""), "  ", status_text(shown))
+    if shown == STALE:  # alive but not advancing: say for how long, and what the heartbeat says
+        beat = run.get("heartbeat")
+        since = run.get("progress_at") or run.get("started")
+        title.append(f"  no progress for {format_duration(now - since)}"
+                     + (f", heartbeat {format_duration(now - beat)} ago" if beat else ""), style="yellow")
     info = Table.grid(padding=(0, 2))
     info.add_column(style="dim")
     info.add_column()

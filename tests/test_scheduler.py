@@ -247,6 +247,9 @@ def test_a_sigstopped_worker_is_shown_stale_not_running_nor_lost(tmp_path):
         table = subprocess.run([sys.executable, "-m", "experiments.cli", "ls", "--runs-dir", str(runs_dir)],
                                capture_output=True, text=True, cwd=PROJECT, env=env).stdout
         assert "stale" in table
+        shown = subprocess.run([sys.executable, "-m", "experiments.cli", "show", run_id, "--runs-dir", str(runs_dir)],
+                               capture_output=True, text=True, cwd=PROJECT, env=env).stdout
+        assert "stale  no progress for" in shown, shown[:300]
         assert [r["id"] for r in ls(runs_dir, "--status", "stale", env=env)] == [run_id]
         time.sleep(6)  # > HEARTBEAT_STALE_S: a frozen worker's heartbeat is stale too, yet its process lives
         assert store.reap_lost() == [] and store.get_run(run_id)["status"] == "running"
@@ -292,3 +295,30 @@ def test_parallel_runs_overlap_by_the_schedulers_own_record(tmp_path):
     second_start = next(i for i, e in enumerate(events) if e.startswith("forked overlap-1.2"))
     first_end = next(i for i, e in enumerate(events) if e.startswith("overlap-1.1 ended"))
     assert second_start < first_end
+
+
+def test_gpu_slots_are_assigned_one_per_run_and_reused_when_a_run_ends(tmp_path, monkeypatch):
+    """The warm scheduler keeps the one-run-per-GPU-slot assignment (no GPU here: NVML's count is injected and the
+    fork is recorded instead of made)."""
+    from conftest import create_runs
+    from experiments import lifecycle
+
+    store, run_ids = create_runs(tmp_path / "runs", {"train": {"epochs": 1},
+                                                     "grid": {"optimizer.lr": [0.1, 0.2, 0.3]}})
+    scheduler_id = store.create_scheduler(threads=1, parallel=2)
+    for run_id in run_ids:
+        config = store.get_run(run_id)["config"]
+        config["train"]["device"] = "gpu"
+        store.update_run(run_id, config=config, scheduler_id=scheduler_id)
+    monkeypatch.setattr(lifecycle, "visible_gpu_count", lambda: 2)
+    forked = []
+    monkeypatch.setattr(lifecycle, "fork_worker", lambda runs_dir, run_id, sid, generation, gpu_ids, log_path:
+                        forked.append((run_id, list(gpu_ids))) or 1000 + len(forked))
+    scheduler = lifecycle.Scheduler(store, scheduler_id, parallel=2, threads=1, warm=True, log=lambda line: None)
+    scheduler.start_queued()
+    assert forked == [(run_ids[0], [0]), (run_ids[1], [1])]
+    scheduler.start_queued()
+    assert len(forked) == 2  # both slots busy
+    scheduler.child_ended(1001, 0)  # the first run's worker exits: its GPU is free again
+    scheduler.start_queued()
+    assert forked[2] == (run_ids[2], [0])
