@@ -144,6 +144,78 @@ def final_table(runs: list[dict]):
     return table
 
 
+# -- lrfind ---------------------------------------------------------------------------------------------------------
+def cmd_lrfind(args) -> int:
+    """An LR range test per optimizer of FILE's grid, trained in this process (seconds on small nets; a worker
+    process per test would cost more in imports than the tests take) and stored as runs of kind `lrfind`."""
+    import os
+    import signal
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # before mxnet is imported (FACTS.md)
+    from experiments.config import load_experiment
+    from experiments.lrfind import LRFindError, plan_range_tests
+    from experiments.metrics import ARTIFACT_LR_SUGGESTION, LRFIND_KIND, STOPPED
+    from experiments.train import execute
+    from experiments.report import render_lrfind
+
+    name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
+    try:
+        plans = plan_range_tests(runs, {"low": args.low, "high": args.high, "steps": args.steps, "rule": args.rule})
+    except LRFindError as e:
+        raise UsageError(str(e)) from None
+    store = Store(args.runs_dir, create=True)
+    exp_id, run_ids = store.create_experiment(f"{name}-lrfind", str(args.file), raw, raw.get("grid", {}), plans)
+    for run_id in run_ids:
+        store.update_run(run_id, kind=LRFIND_KIND)
+    out = console()
+    settings = plans[0]["lrfind"]
+    if not args.json:
+        out.print(f"{exp_id}: {len(run_ids)} LR range tests, lr {settings['low']:g} to {settings['high']:g} in "
+                  f"{settings['steps']} steps")
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupted = False
+    try:
+        with out.status("") as spinner:
+            for number, run_id in enumerate(run_ids, start=1):
+                if interrupted:
+                    store.request_stop(run_id)  # still queued: stopped at once
+                    continue
+                spinner.update(f"{run_id} ({plans[number - 1]['optimizer']['name']}), {number} of {len(run_ids)}")
+                with open(store.log_path(run_id), "a") as log_file:
+                    status = execute(store, run_id, log=lambda line: print(line, file=log_file, flush=True),
+                                     stop_on_signals=True)  # Ctrl-C: this test stops cleanly, the rest don't run
+                interrupted = status == STOPPED
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    runs = store.list_runs(experiment=exp_id)
+    if args.json:
+        print(json.dumps([{"run": r["id"], "optimizer": r["optimizer"], "status": r["status"],
+                           "suggestion": (store.latest_artifact(r["id"], ARTIFACT_LR_SUGGESTION) or {}).get("payload")}
+                          for r in runs], indent=1))
+    else:
+        out.print(render_lrfind(store, runs, out.width))
+        _print_sweep_hint(out, args, raw, store, runs)
+    if interrupted:
+        return 130
+    return 1 if any(r["status"] == "failed" for r in runs) else 0
+
+
+def _print_sweep_hint(out, args, raw: dict, store: Store, runs: list[dict]) -> None:
+    """The next step: a sweep around the suggestion (when the file's grid takes it as plain --set overrides)."""
+    from rich.text import Text
+
+    best = next((r for r in runs if r["status"] == "completed" and r["lr"] and r["lr"] != r["config"]["lrfind"]["low"]),
+                None)
+    if best is None or "optimizer" in raw.get("grid", {}):
+        return
+    lrs = ",".join(f"{best['lr'] * f:.2g}" for f in (1 / 3, 1, 3))
+    out.print(Text(f"sweep around {best['optimizer']}'s suggestion:", style="dim"))
+    # soft wrap: a narrow terminal wraps the command itself, so it still copies as one line
+    out.print(Text(f"  mxdash run {args.file} --set optimizer.name={best['optimizer']} "
+                   f"--set 'grid.optimizer.lr=[{lrs}]'"), soft_wrap=True)
+
+
 # -- reading --------------------------------------------------------------------------------------------------------
 LS_FIELDS = ("id", "experiment_id", "net", "dataset", "optimizer", "lr", "seed", "status", "step", "epoch", "epochs",
              "train_loss", "val_loss", "best_val_acc", "best_val_loss", "samples_per_s", "device", "created",
@@ -310,6 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-gpu", type=int, default=1, help="runs sharing one GPU")
     p.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     p.add_argument("--dry-run", action="store_true", help="validate and print the runs, create nothing")
+
+    p = command("lrfind", cmd_lrfind, "LR range test per optimizer of FILE's grid: suggests a learning rate")
+    p.add_argument("file", type=Path)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. net.hidden=[32]")
+    p.add_argument("--low", type=float, help="first learning rate (default 1e-7)")
+    p.add_argument("--high", type=float, help="last learning rate (default 10)")
+    p.add_argument("--steps", type=int, help="updates from low to high (default 100)")
+    p.add_argument("--rule", choices=("minimum", "steep"),
+                   help="minimum: lowest smoothed loss / 10 (default); steep: steepest descent against log LR")
 
     p = command("ls", cmd_ls, "list runs with live statuses")
     p.add_argument("--status")

@@ -44,6 +44,7 @@ RUN_COLUMNS = {
     "error": "TEXT", "traceback": "TEXT", "diverged_step": "INTEGER",
     "summary": "TEXT", "versions": "TEXT", "git_commit": "TEXT",
     "stop_requested": "INTEGER DEFAULT 0",
+    "kind": "TEXT DEFAULT 'train'",  # metrics.RUN_KINDS: 'train', or 'lrfind' (an LR range test, experiments/range_test.py)
 }
 JSON_COLUMNS = ("config", "summary", "versions")
 
@@ -59,6 +60,11 @@ CREATE TABLE IF NOT EXISTS metrics (
     wall REAL NOT NULL, key TEXT NOT NULL, value REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, id);
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL NOT NULL,
+    wall REAL NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts (run_id, key, id);
 """
 
 
@@ -292,15 +298,18 @@ class Store:
         with self.write():
             for run_id in run_ids:
                 self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+                self.conn.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
                 self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             self.conn.execute("DELETE FROM experiments WHERE id NOT IN (SELECT DISTINCT experiment_id FROM runs)")
         for run_id in run_ids:
             shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # -- metrics --------------------------------------------------------------------------------------------------
-    def append_metrics(self, run_id: str, rows: list[tuple], latest: dict | None = None) -> None:
+    def append_metrics(self, run_id: str, rows: list[tuple], latest: dict | None = None,
+                       artifacts: list[tuple] = ()) -> None:
         """Append (step, epoch, wall, key, value) rows, refresh the heartbeat and the run row's latest values,
-        all in one transaction (so a reader never sees metrics without the matching run row)."""
+        all in one transaction (so a reader never sees metrics without the matching run row). `artifacts`:
+        (step, epoch, wall, key, payload) rows written in the same transaction (see the artifacts section)."""
         now = time.time()
         latest = dict(latest or {})
         latest["heartbeat"] = now
@@ -311,6 +320,7 @@ class Store:
                     "INSERT INTO metrics (run_id, step, epoch, wall, key, value) VALUES (?, ?, ?, ?, ?, ?)",
                     [(run_id, *row) for row in rows],
                 )
+            self._insert_artifacts(run_id, artifacts)
             self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*latest.values(), run_id))
 
     def heartbeat(self, run_id: str) -> None:
@@ -341,6 +351,7 @@ class Store:
         """On resume from a checkpoint at `step`: rows past it will be recorded again by the resumed worker."""
         with self.write():
             self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            self.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND step > ?", (run_id, step))
 
     # -- liveness -------------------------------------------------------------------------------------------------
     def reap_lost(self, now: float | None = None) -> list[str]:
@@ -389,6 +400,44 @@ class Store:
             "WHERE run_id = ? AND substr(key, 1, ?) = ? GROUP BY key) ORDER BY key",
             (run_id, len(prefix), prefix)).fetchall()
         return {key: (step, value) for key, step, value in rows}
+
+    # -- artifacts ----------------------------------------------------------------------------------------------
+    # Structured records too big or too nested for a metric value: confusion matrices, decision-boundary grids, LR
+    # suggestions (issue 11). One row = (run, step, epoch, wall, key, JSON payload); keys are the ARTIFACT_* names in
+    # experiments/metrics.py. delete_runs deletes a run's rows; a resume drops those after its checkpoint
+    # (delete_metrics_after).
+    def _insert_artifacts(self, run_id: str, rows) -> None:
+        """Insert (step, epoch, wall, key, payload) rows inside the caller's write transaction."""
+        if rows:
+            self.conn.executemany(
+                "INSERT INTO artifacts (run_id, step, epoch, wall, key, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, step, epoch, wall, key, json.dumps(payload)) for step, epoch, wall, key, payload in rows])
+
+    def append_artifacts(self, run_id: str, rows: list[tuple]) -> None:
+        """Append (step, epoch, wall, key, payload) rows in a transaction of their own (payloads: JSON-able)."""
+        with self.write():
+            self._insert_artifacts(run_id, rows)
+
+    def artifacts(self, run_id: str, key: str | None = None, after_id: int = 0) -> list[dict]:
+        """A run's artifacts newer than `after_id` (all keys, or one), oldest first:
+        dicts of id, step, epoch, wall, key and payload (decoded)."""
+        query = "SELECT id, step, epoch, wall, key, payload FROM artifacts WHERE run_id = ? AND id > ?"
+        args: list = [run_id, after_id]
+        if key is not None:
+            query += " AND key = ?"
+            args.append(key)
+        return [self._artifact(row) for row in self.conn.execute(query + " ORDER BY id", args)]
+
+    def latest_artifact(self, run_id: str, key: str) -> dict | None:
+        """The newest artifact of one key of a run (same dict as `artifacts`), or None."""
+        row = self.conn.execute("SELECT id, step, epoch, wall, key, payload FROM artifacts WHERE run_id = ? AND key = ? "
+                                "ORDER BY id DESC LIMIT 1", (run_id, key)).fetchone()
+        return self._artifact(row) if row else None
+
+    @staticmethod
+    def _artifact(row) -> dict:
+        return {"id": row[0], "step": row[1], "epoch": row[2], "wall": row[3], "key": row[4],
+                "payload": json.loads(row[5])}
 
 
 class _WriteTxn:
