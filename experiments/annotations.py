@@ -30,7 +30,7 @@ class Annotation:
 
 
 def format_lr(lr: float) -> str:
-    return f"{lr:.2g}"
+    return f"{lr:.3g}"
 
 
 def diverged(run: dict) -> list[Annotation]:

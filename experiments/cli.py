@@ -156,7 +156,7 @@ def cmd_lrfind(args) -> int:
     from experiments.lrfind import LRFindError, plan_range_tests
     from experiments.metrics import ARTIFACT_LR_SUGGESTION, LRFIND_KIND, STOPPED
     from experiments.train import execute
-    from experiments.report import render_lrfind
+    from experiments.lesson_views import render_lrfind
 
     name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
     try:
@@ -222,6 +222,42 @@ LS_FIELDS = ("id", "experiment_id", "net", "dataset", "optimizer", "lr", "seed",
              "started", "ended", "diverged_step", "error")
 
 
+def total_params(run: dict):
+    from experiments.lesson_views import total_params as count
+
+    return count(run)
+
+
+def ls_table(runs: list[dict], with_params: bool, with_experiment: bool = True, experiment_width: int | None = None):
+    from rich.table import Table
+
+    from experiments.metrics import LRFIND_KIND
+    from experiments.lesson_views import format_params
+    from experiments.report import status_text
+
+    table = Table(box=None, pad_edge=False)
+    # ids must never be cut (users copy them into `show`/`stop`); the experiment column gives way first
+    min_widths = {"id": max([len(r["id"]) for r in runs] + [2]), "status": 9, "optimizer": 8, "epoch": 7, "lr": 6,
+                  "params": max([len(format_params(r)) for r in runs] + [6])}
+    numbers = ("params", "lr", "epoch", "final loss", "best val acc")
+    columns = ("id", "experiment", "net", "params", "optimizer", "lr", "status", "epoch", "final loss", "best val acc")
+    left_out = ([] if with_params else ["params"]) + ([] if with_experiment else ["experiment"])
+    for column in [c for c in columns if c not in left_out]:
+        table.add_column(column, justify="right" if column in numbers else "left",
+                         min_width=min_widths.get(column), no_wrap=column in min_widths,
+                         max_width=experiment_width if column == "experiment" else None)
+    for r in runs:
+        # an LR range test: lr is its suggestion, and it counts steps, not epochs
+        lrfind = r.get("kind") == LRFIND_KIND
+        progress = f"{r['step'] or 0} st" if lrfind else f"{r['epoch'] or 0:.1f}/{r['epochs']}"
+        table.add_row(r["id"], *([r["experiment_id"]] if with_experiment else []), r["net"],
+                      *([format_params(r)] if with_params else []),
+                      r["optimizer"], f"{r['lr']:.3g}", status_text(r["status"]), progress,
+                      f"{r['train_loss']:.4f}" if r["train_loss"] is not None and not lrfind else "—",
+                      f"{r['best_val_acc']:.3f}" if r["best_val_acc"] is not None else "—")
+    return table
+
+
 def cmd_ls(args) -> int:
     if args.status and args.status not in STATUSES:
         raise UsageError(f"unknown status '{args.status}' (expected one of {', '.join(STATUSES)})")
@@ -231,24 +267,20 @@ def cmd_ls(args) -> int:
     runs = store.list_runs(status=args.status, experiment=args.experiment)
     if args.json:
         print(json.dumps([{**{k: r[k] for k in LS_FIELDS}, "experiment": r["experiment_id"], "final_loss":
-                           r["train_loss"], "config": r["config"]} for r in runs], indent=1))
+                           r["train_loss"], "kind": r.get("kind"), "params": total_params(r), "config": r["config"]}
+                          for r in runs], indent=1))
         return 0
-    from rich.table import Table
+    from rich.measure import Measurement
 
-    from experiments.report import status_text
-
-    table = Table(box=None, pad_edge=False)
-    # ids must never be cut (users copy them into `show`/`stop`); the experiment column gives way first
-    min_widths = {"id": max([len(r["id"]) for r in runs] + [2]), "status": 9, "optimizer": 8, "epoch": 7}
-    for column in ("id", "experiment", "net", "optimizer", "lr", "status", "epoch", "final loss", "best val acc"):
-        table.add_column(column, justify="right" if column in ("lr", "epoch", "final loss", "best val acc") else "left",
-                         min_width=min_widths.get(column), no_wrap=column in min_widths)
-    for r in runs:
-        table.add_row(r["id"], r["experiment_id"], r["net"], r["optimizer"], f"{r['lr']:g}", status_text(r["status"]),
-                      f"{r['epoch'] or 0:.1f}/{r['epochs']}",
-                      f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "—",
-                      f"{r['best_val_acc']:.3f}" if r["best_val_acc"] is not None else "—")
-    console().print(table if runs else "no runs match")
+    out = console()
+    # optional columns where they fit: the experiment (also the prefix of every run id) gives way first, then the
+    # weights count (headers may wrap, values must not be cut; the experiment column may shrink to 10 cells)
+    for with_experiment, with_params in ((True, True), (False, True), (True, False), (False, False)):
+        squeezed = ls_table(runs, with_params, with_experiment, experiment_width=10)
+        if Measurement.get(out, out.options.update(width=10_000), squeezed).minimum <= out.width:
+            break
+    table = ls_table(runs, with_params, with_experiment)
+    out.print(table if runs else "no runs match")
     return 0
 
 
@@ -385,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("lrfind", cmd_lrfind, "LR range test per optimizer of FILE's grid: suggests a learning rate")
     p.add_argument("file", type=Path)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. net.hidden=[32]")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. net.hidden=[32]")
     p.add_argument("--low", type=float, help="first learning rate (default 1e-7)")
     p.add_argument("--high", type=float, help="last learning rate (default 10)")
     p.add_argument("--steps", type=int, help="updates from low to high (default 100)")

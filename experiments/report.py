@@ -15,8 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from experiments.metrics import (ARTIFACT_CONFUSION, ARTIFACT_LR_SUGGESTION, LR, LRFIND_KIND, SMOOTHED_LOSS,
-                                 TRAIN_LOSS, VAL_ACC, VAL_LOSS, VAL_MACRO_F1)
+from experiments.metrics import LR, LRFIND_KIND, SMOOTHED_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, VAL_MACRO_F1
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 NO_DATA_BLOCK = "×"  # a bucket holding only NaN/inf (a diverged loss): visible, unlike a gap
@@ -182,23 +181,18 @@ def finite_range(values) -> tuple[float, float] | None:
 
 # -- show ------------------------------------------------------------------------------------------------------------
 def render_show(store, run: dict, width: int = 120) -> Group:
-    """Everything about one run: header, config, metrics, problems, events, LR range test or confusion matrix,
-    sparklines, log tail."""
-    from experiments.annotations import annotations_for_run
+    """Everything about one run: header, config, metrics, problems, events, LR range test, confusion matrix,
+    decision boundary, sparklines, log tail."""
+    from experiments import lesson_views
 
-    parts = [_show_header(run), _show_config(run.get("config") or {}), _show_metrics(run)]
+    lrfind = run.get("kind") == LRFIND_KIND
+    parts = [_show_header(run), _show_config(run.get("config") or {})]
+    if not lrfind:  # a range test has no validation: its own section says what it found
+        parts.append(_show_metrics(run))
     problem = _show_problem(run)
     if problem is not None:
         parts.append(problem)
-    events = _show_events(annotations_for_run(store, run))
-    if events is not None:
-        parts.append(events)
-    if run.get("kind") == LRFIND_KIND:
-        found = store.latest_artifact(run["id"], ARTIFACT_LR_SUGGESTION)
-        parts.append(_show_lrfind(found["payload"] if found else None))
-    confusion = store.latest_artifact(run["id"], ARTIFACT_CONFUSION)
-    if confusion is not None:
-        parts.append(render_confusion(confusion["payload"], confusion["epoch"], width))
+    parts.extend(lesson_views.show_sections(store, run, width))
     parts.append(_show_sparklines(store, run, width))
     log_tail = _show_log_tail(store.log_path(run["id"]))
     if log_tail is not None:
@@ -327,6 +321,7 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
 # -- compare ---------------------------------------------------------------------------------------------------------
 def render_compare(store, runs: list[dict]) -> Table:
     """One column per run: the config keys that differ, then outcome rows with the best value in each highlighted."""
+    from experiments.lesson_views import total_params
     experiments = {run.get("experiment_id") for run in runs}
     shared = experiments.pop() if len(experiments) == 1 else None
     # runs of one experiment: `#3` headers (the experiment in the title) leave the room to the values
@@ -342,18 +337,18 @@ def render_compare(store, runs: list[dict]) -> Table:
         table.add_row(Text(key), *(Text(format_value(value)) for value in values))
     table.add_section()
     table.add_row("status", *(status_text(run.get("status")) for run in runs))
+    _add_metric_row(table, "params", [total_params(run) for run in runs], lambda v: format_number(v, ","), None)
     _add_metric_row(table, "final train loss", [run.get("train_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val loss", [run.get("best_val_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val acc", [run.get("best_val_acc") for run in runs], format_percent, max)
     macro_f1 = [store.latest_metrics(run["id"], VAL_MACRO_F1).get(VAL_MACRO_F1, (None, None))[1] for run in runs]
     if any(value is not None for value in macro_f1):
-        _add_metric_row(table, "final macro F1", macro_f1, format_percent, max)
+        _add_metric_row(table, "final macro F1", macro_f1, lambda v: format_number(v, ".4f"), max)
     dead = [{key: value for key, (_step, value) in store.latest_metrics(run["id"], "dead/").items()}
             for run in runs]
     for key in sorted(set().union(*dead)):
         # Fewer dead units is better: the lowest final fraction is the one highlighted.
         _add_metric_row(table, f"final {key}", [layers.get(key) for layers in dead], format_percent, min)
-    table.add_row("params", *(format_params(run) for run in runs))
     table.add_row("steps", *(str(run.get("step") or 0) for run in runs))
     table.add_row("duration", *(format_duration(run_duration(run)) for run in runs))
     return table
@@ -362,182 +357,8 @@ def render_compare(store, runs: list[dict]) -> Table:
 def _add_metric_row(table: Table, label: str, values: list, fmt, best) -> None:
     """A row of metric cells; the best finite value (by `best`, min or max) is highlighted when comparing 2+ runs."""
     finite = [value for value in values if value is not None and math.isfinite(value)]
-    best_value = best(finite) if len(values) > 1 and finite else None
+    best_value = best(finite) if best is not None and len(values) > 1 and finite else None
     cells = [Text(fmt(value), style=BEST_STYLE if best_value is not None and value == best_value else "")
              for value in values]
     table.add_row(label, *cells)
 
-
-# -- weights count ---------------------------------------------------------------------------------------------------
-def total_params(run: dict) -> int | None:
-    """The net's parameter count from the run's summary (recorded when training starts), or None before that."""
-    summary = run.get("summary") or {}
-    value = summary.get("total_params") if isinstance(summary, dict) else None
-    return value if isinstance(value, int) else None
-
-
-def format_params(run: dict) -> str:
-    value = total_params(run)
-    return MISSING if value is None else f"{value:,}"
-
-
-# -- events (experiments/annotations.py) -----------------------------------------------------------------------------
-def _show_events(events: list) -> Group | None:
-    if not events:
-        return None
-    lines = [Text.assemble(("• ", "dim"), (event.text, EVENT_STYLES.get(event.kind, ""))) for event in events]
-    return Group(Text("events", style="bold"), *lines)
-
-
-EVENT_STYLES = {"diverged": "dark_orange", "dead_relu": "magenta", "overfitting": "yellow", "best_lr": "green"}
-
-
-# -- LR range test ---------------------------------------------------------------------------------------------------
-def _show_lrfind(found: dict | None) -> Group:
-    from experiments.lrfind import RULES
-
-    title = Text("LR range test", style="bold")
-    if found is None:
-        return Group(title, Text("no result yet", style="dim"))
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="dim")
-    grid.add_column()
-    suggested = (Text(f"{found['lr']:.3g}", style=BEST_STYLE) if found.get("lr") is not None
-                 else Text(f"none: {found.get('reason', '')}", style="yellow"))
-    grid.add_row("suggested lr", Text.assemble(suggested, (f"  ({found['rule']}: {RULES.get(found['rule'], '')})",
-                                                           "dim")))
-    if found.get("min_loss_lr") is not None:
-        grid.add_row("lowest smoothed loss", f"{found['min_loss']:.4f} at lr {found['min_loss_lr']:.3g}")
-    if found.get("steep_lr") is not None:
-        grid.add_row("steepest descent", f"at lr {found['steep_lr']:.3g}")
-    end = (f"stopped at lr {found['stop_lr']:.3g}: smoothed loss > {found['stop_factor']:g}x its best"
-           if found.get("stopped_early") else f"reached lr {found['stop_lr']:.3g}")
-    grid.add_row("range", f"{found['low']:.3g} to {found['high']:.3g} over {found['steps']} steps; "
-                          f"{found['steps_run']} run, {end}")
-    return Group(title, grid)
-
-
-def render_lrfind(store, runs: list[dict], width: int = 80) -> Table:
-    """`mxdash lrfind`'s result: one row per range test, its suggestion, and its smoothed loss against log LR from
-    the first LR to where the test ended, with the suggestion's place in green."""
-    labels = _lrfind_labels(runs)
-    table = Table(title="LR range test: smoothed loss against log LR", title_justify="left", box=None, padding=(0, 1))
-    for column, justify in (("run", "left"), ("", "left"), ("suggested", "right"), ("from", "right"),
-                            ("curve", "left"), ("to", "left")):
-        table.add_column(column, justify=justify, no_wrap=True)
-    id_width = max([len(run["id"]) for run in runs] + [3])
-    label_width = max([len(label) for label in labels] + [1])
-    # every other column at its widest ("suggested", "1e-07", "0.0012"), 2 cells of padding per column
-    curve_width = max(10, min(SPARK_WIDTH, width - id_width - label_width - 9 - 5 - 6 - 2 * 6 - 1))
-    for run, label in zip(runs, labels):
-        found = store.latest_artifact(run["id"], ARTIFACT_LR_SUGGESTION)
-        if found is None:
-            table.add_row(run["id"], label, status_text(run.get("status")), "", "", "")
-            continue
-        found = found["payload"]
-        rows = store.metrics_since(run["id"], keys=[LR, SMOOTHED_LOSS])
-        lrs = [row[5] for row in rows if row[4] == LR]
-        smoothed = [row[5] for row in rows if row[4] == SMOOTHED_LOSS]
-        suggested = (Text(f"{found['lr']:.3g}", style=BEST_STYLE) if found["lr"] is not None
-                     else Text("none", style="yellow"))
-        table.add_row(run["id"], label, suggested, f"{found['low']:.0e}", lr_curve(lrs, smoothed, found["lr"],
-                                                                                      curve_width),
-                      f"{found['stop_lr']:.2g}")
-    return table
-
-
-def lr_curve(lrs: list, smoothed: list, marked_lr: float | None, width: int) -> Text:
-    """A sparkline of the smoothed loss (one value per step, so its x axis is log LR), clipped at 1.1x its first
-    value so the dip shows under a blow-up, with the cell of `marked_lr` in green."""
-    finite = [v for v in smoothed if v is not None and math.isfinite(v)]
-    cap = finite[0] * 1.1 if finite else None
-    # sampled, not bucket-averaged: the curve is smooth already, and a mean would fold the blow-up into its cell
-    sampled = [smoothed[i * (len(smoothed) - 1) // max(width - 1, 1)] for i in range(width)] if smoothed else []
-    clipped = [min(v, cap) if v is not None and math.isfinite(v) and cap is not None else v for v in sampled]
-    line = Text(sparkline(clipped, width))
-    if marked_lr is not None and lrs:
-        nearest = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i]) - math.log(marked_lr)))
-        cell = min(width - 1, nearest * width // len(lrs))
-        line.stylize("bold green reverse", cell, cell + 1)
-    return line
-
-
-def _lrfind_labels(runs: list[dict]) -> list[str]:
-    """What tells the range tests apart: the optimizer, plus any other differing config (the grid's other axes)."""
-    differing = [key for key, _ in differing_config(runs)
-                 if key.startswith(("optimizer.name", "net.", "data.", "train.")) and key != "optimizer.lr"]
-    labels = []
-    for run in runs:
-        flat = flat_config(run.get("config") or {})
-        parts = [str(run.get("optimizer") or "")]
-        parts += [f"{key.split('.', 1)[1]}={format_value(flat.get(key, MISSING))}" for key in differing
-                  if key != "optimizer.name"]
-        labels.append(" ".join(parts))
-    return labels
-
-
-# -- confusion matrix ------------------------------------------------------------------------------------------------
-MAX_MATRIX_CLASSES = 20  # wider matrices do not fit a terminal: the per-class table lists the worst classes instead
-HIT_STYLES = ["", "on rgb(20,60,30)", "on rgb(25,90,40)", "on rgb(30,120,50)", "on rgb(35,150,60)"]
-MISS_STYLES = ["", "on rgb(90,30,30)", "on rgb(130,35,35)", "on rgb(170,40,40)", "on rgb(210,45,45)"]
-
-
-def heat_style(fraction: float, diagonal: bool) -> str:
-    """Background of a matrix cell by its share of the true class's samples: green ramp on the diagonal (hits),
-    red ramp off it (confusions); empty cells stay plain."""
-    styles = HIT_STYLES if diagonal else MISS_STYLES
-    if fraction <= 0:
-        return "dim"
-    # off-diagonal shares are small: 2% of a class already deserves colour, 25%+ is the brightest
-    scale = 1.0 if diagonal else 0.25
-    return styles[1 + min(len(styles) - 2, int(fraction / scale * (len(styles) - 1)))]
-
-
-def render_confusion(scores: dict, epoch: float | None = None, width: int = 120) -> Group:
-    """The latest validation's confusion matrix as a heat table (rows: true class, columns: predicted) and
-    precision / recall / F1 / support per class, side by side when the width allows."""
-    classes, matrix = scores["classes"], scores["matrix"]
-    title = f"confusion matrix{f' (epoch {epoch:g})' if epoch is not None else ''}: rows true, columns predicted"
-    per_class = _per_class_table(scores)
-    if classes > MAX_MATRIX_CLASSES:
-        return Group(Text(title.split(":")[0] + f": {classes} classes, too many to draw", style="bold"), per_class)
-    cell_width = max(len(str(value)) for row in matrix for value in row) + 1
-    heat = Table(box=None, padding=(0, 0), show_edge=False, pad_edge=False)
-    heat.add_column("", justify="right", style="dim", no_wrap=True)
-    for c in range(classes):
-        heat.add_column(Text(str(c), style="dim"), justify="right", min_width=cell_width, no_wrap=True)
-    for t, row in enumerate(matrix):
-        total = sum(row) or 1
-        cells = [Text(str(v).rjust(cell_width), style=heat_style(v / total, t == p)) for p, v in enumerate(row)]
-        heat.add_row(f"{t} ", *cells)
-    macro = sum(scores["f1"]) / classes
-    summary = Text.assemble(("macro F1 ", "dim"), (f"{macro:.4f}", "bold"), ("   most confused: ", "dim"),
-                            _most_confused(matrix))
-    side_by_side = width >= 2 + (cell_width * classes + 3) + 4 + 46
-    body = Table.grid(padding=(0, 4)) if side_by_side else None
-    if body is not None:
-        body.add_row(heat, per_class)
-        return Group(Text(title, style="bold"), body, summary)
-    return Group(Text(title, style="bold"), heat, summary, per_class)
-
-
-def _most_confused(matrix: list[list[int]], count: int = 3) -> str:
-    pairs = sorted(((v, t, p) for t, row in enumerate(matrix) for p, v in enumerate(row) if t != p and v > 0),
-                   reverse=True)[:count]
-    return ", ".join(f"{t} as {p} ({v})" for v, t, p in pairs) or "none"
-
-
-def _per_class_table(scores: dict, worst: int = 10) -> Table:
-    classes = scores["classes"]
-    order = list(range(classes))
-    if classes > MAX_MATRIX_CLASSES:  # only the worst classes by F1
-        order = sorted(order, key=lambda c: scores["f1"][c])[:worst]
-    table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
-    for column in ("class", "precision", "recall", "F1", "support"):
-        table.add_column(column, justify="right", no_wrap=True)
-    worst_f1 = min(scores["f1"]) if classes > 1 else None
-    for c in order:
-        style = "yellow" if worst_f1 is not None and scores["f1"][c] == worst_f1 else ""
-        table.add_row(str(c), f"{scores['precision'][c]:.3f}", f"{scores['recall'][c]:.3f}",
-                      Text(f"{scores['f1'][c]:.3f}", style=style), str(scores["support"][c]))
-    return table

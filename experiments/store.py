@@ -44,7 +44,7 @@ RUN_COLUMNS = {
     "error": "TEXT", "traceback": "TEXT", "diverged_step": "INTEGER",
     "summary": "TEXT", "versions": "TEXT", "git_commit": "TEXT",
     "stop_requested": "INTEGER DEFAULT 0",
-    "kind": "TEXT DEFAULT 'train'",  # metrics.RUN_KINDS: 'train', or 'lrfind' (an LR range test, experiments/range_test.py)
+    "kind": "TEXT DEFAULT 'train'",  # metrics.RUN_KINDS: 'train', or 'lrfind' (LR range test: experiments/range_test.py)
 }
 JSON_COLUMNS = ("config", "summary", "versions")
 
@@ -430,8 +430,8 @@ class Store:
 
     def latest_artifact(self, run_id: str, key: str) -> dict | None:
         """The newest artifact of one key of a run (same dict as `artifacts`), or None."""
-        row = self.conn.execute("SELECT id, step, epoch, wall, key, payload FROM artifacts WHERE run_id = ? AND key = ? "
-                                "ORDER BY id DESC LIMIT 1", (run_id, key)).fetchone()
+        row = self.conn.execute("SELECT id, step, epoch, wall, key, payload FROM artifacts "
+                                "WHERE run_id = ? AND key = ? ORDER BY id DESC LIMIT 1", (run_id, key)).fetchone()
         return self._artifact(row) if row else None
 
     @staticmethod
