@@ -170,7 +170,7 @@ def cmd_lrfind(args) -> int:
     out = console()
     settings = plans[0]["lrfind"]
     if not args.json:
-        out.print(f"{exp_id}: {len(run_ids)} LR range tests, lr {settings['low']:g} to {settings['high']:g} in "
+        out.print(f"{exp_id}: {len(run_ids)} LR range test{'s' if len(run_ids) > 1 else ''}, lr {settings['low']:g} to {settings['high']:g} in "
                   f"{settings['steps']} steps")
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     interrupted = False
