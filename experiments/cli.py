@@ -307,7 +307,7 @@ def cmd_compare(args) -> int:
         print(json.dumps({"differing": dict(differing_config(runs)),
                           "runs": [{k: r[k] for k in LS_FIELDS} for r in runs]}, default=str, indent=1))
         return 0
-    console().print(render_compare(store, runs))
+    console().print(render_compare(store, runs, weights=True))
     return 0
 
 

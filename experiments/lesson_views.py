@@ -84,12 +84,10 @@ def _show_lrfind(store, run: dict, found: dict | None, width: int = 120) -> Grou
         grid.add_row("lowest smoothed loss", f"{found['min_loss']:.4f} at lr {found['min_loss_lr']:.3g}")
     if found.get("steep_lr") is not None:
         grid.add_row("steepest descent", f"at lr {found['steep_lr']:.3g}")
-    if found.get("stopped_early"):
-        end = (f"ran {found['steps_run']} of {found['steps']} steps: stopped at lr {found['stop_lr']:.3g}, smoothed "
-               f"loss > {found['stop_factor']:g}x its best")
-    else:
-        end = f"ran all {found['steps']} steps"
-    grid.add_row("range", f"lr {found['low']:.3g} to {found['high']:.3g} in {found['steps']} steps; {end}")
+    grid.add_row("range", f"lr {found['low']:.3g} to {found['high']:.3g} in {found['steps']} steps")
+    grid.add_row("end", f"step {found['steps_run']}, lr {found['stop_lr']:.3g}: smoothed loss > "
+                        f"{found['stop_factor']:g}x its best" if found.get("stopped_early") else
+                        f"all {found['steps']} steps run")
     rows = store.metrics_since(run["id"], keys=[LR, SMOOTHED_LOSS])
     lrs = [row[5] for row in rows if row[4] == LR]
     smoothed = [row[5] for row in rows if row[4] == SMOOTHED_LOSS]

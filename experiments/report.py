@@ -319,8 +319,10 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
 
 
 # -- compare ---------------------------------------------------------------------------------------------------------
-def render_compare(store, runs: list[dict]) -> Table:
-    """One column per run: the config keys that differ, then outcome rows with the best value in each highlighted."""
+def render_compare(store, runs: list[dict], weights: bool = False) -> Table:
+    """One column per run: the config keys that differ, then outcome rows with the best value in each highlighted.
+    `weights`: a row of parameter counts (`mxdash compare` has it; the dashboard's Compare view will, with its
+    next layout)."""
     from experiments.lesson_views import total_params
     experiments = {run.get("experiment_id") for run in runs}
     shared = experiments.pop() if len(experiments) == 1 else None
@@ -337,7 +339,8 @@ def render_compare(store, runs: list[dict]) -> Table:
         table.add_row(Text(key), *(Text(format_value(value)) for value in values))
     table.add_section()
     table.add_row("status", *(status_text(run.get("status")) for run in runs))
-    _add_metric_row(table, "params", [total_params(run) for run in runs], lambda v: format_number(v, ","), None)
+    if weights:
+        _add_metric_row(table, "params", [total_params(run) for run in runs], lambda v: format_number(v, ","), None)
     _add_metric_row(table, "final train loss", [run.get("train_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val loss", [run.get("best_val_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val acc", [run.get("best_val_acc") for run in runs], format_percent, max)
