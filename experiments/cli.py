@@ -148,15 +148,16 @@ def final_table(runs: list[dict]):
 def cmd_lrfind(args) -> int:
     """An LR range test per optimizer of FILE's grid, trained in this process (seconds on small nets; a worker
     process per test would cost more in imports than the tests take) and stored as runs of kind `lrfind`."""
+    import contextlib
     import os
     import signal
 
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # before mxnet is imported (FACTS.md)
     from experiments.config import load_experiment
+    from experiments.lesson_views import render_lrfind
     from experiments.lrfind import LRFindError, plan_range_tests
     from experiments.metrics import ARTIFACT_LR_SUGGESTION, LRFIND_KIND, STOPPED
     from experiments.train import execute
-    from experiments.lesson_views import render_lrfind
 
     name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
     try:
@@ -168,19 +169,20 @@ def cmd_lrfind(args) -> int:
     for run_id in run_ids:
         store.update_run(run_id, kind=LRFIND_KIND)
     out = console()
-    settings = plans[0]["lrfind"]
+    settings = plans[0][LRFIND_KIND]
     if not args.json:
-        out.print(f"{exp_id}: {len(run_ids)} LR range test{'s' if len(run_ids) > 1 else ''}, lr {settings['low']:g} to {settings['high']:g} in "
-                  f"{settings['steps']} steps")
+        tests = f"{len(run_ids)} LR range test{'s' if len(run_ids) > 1 else ''}"
+        out.print(f"{exp_id}: {tests}, lr {settings['low']:g} to {settings['high']:g} in {settings['steps']} steps")
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     interrupted = False
     try:
-        with out.status("") as spinner:
+        with contextlib.nullcontext() if args.json else out.status("") as spinner:
             for number, run_id in enumerate(run_ids, start=1):
                 if interrupted:
                     store.request_stop(run_id)  # still queued: stopped at once
                     continue
-                spinner.update(f"{run_id} ({plans[number - 1]['optimizer']['name']}), {number} of {len(run_ids)}")
+                if spinner is not None:
+                    spinner.update(f"{run_id} ({plans[number - 1]['optimizer']['name']}), {number} of {len(run_ids)}")
                 with open(store.log_path(run_id), "a") as log_file:
                     status = execute(store, run_id, log=lambda line: print(line, file=log_file, flush=True),
                                      stop_on_signals=True)  # Ctrl-C: this test stops cleanly, the rest don't run
@@ -194,8 +196,12 @@ def cmd_lrfind(args) -> int:
                            "suggestion": (store.latest_artifact(r["id"], ARTIFACT_LR_SUGGESTION) or {}).get("payload")}
                           for r in runs], indent=1))
     else:
-        out.print(render_lrfind(store, runs, out.width))
-        _print_sweep_hint(out, args, raw, store, runs)
+        done = [r for r in runs if r["status"] != STOPPED]
+        if done:
+            out.print(render_lrfind(store, done, out.width))
+            _print_sweep_hint(out, args, raw, store, done)
+        if interrupted:
+            out.print(f"interrupted: {len(runs) - len(done)} of {len(runs)} range tests stopped")
     if interrupted:
         return 130
     return 1 if any(r["status"] == "failed" for r in runs) else 0
@@ -205,15 +211,19 @@ def _print_sweep_hint(out, args, raw: dict, store: Store, runs: list[dict]) -> N
     """The next step: a sweep around the suggestion (when the file's grid takes it as plain --set overrides)."""
     from rich.text import Text
 
-    best = next((r for r in runs if r["status"] == "completed" and r["lr"] and r["lr"] != r["config"]["lrfind"]["low"]),
-                None)
-    if best is None or "optimizer" in raw.get("grid", {}):
+    from experiments.metrics import ARTIFACT_LR_SUGGESTION
+
+    if "optimizer" in raw.get("grid", {}):  # a section axis would override --set optimizer.name
         return
-    lrs = ",".join(f"{best['lr'] * f:.2g}" for f in (1 / 3, 1, 3))
-    out.print(Text(f"sweep around {best['optimizer']}'s suggestion:", style="dim"))
-    # soft wrap: a narrow terminal wraps the command itself, so it still copies as one line
-    out.print(Text(f"  mxdash run {args.file} --set optimizer.name={best['optimizer']} "
-                   f"--set 'grid.optimizer.lr=[{lrs}]'"), soft_wrap=True)
+    for run in runs:
+        found = store.latest_artifact(run["id"], ARTIFACT_LR_SUGGESTION)
+        if found and found["payload"]["lr"] is not None:
+            lrs = ",".join(f"{found['payload']['lr'] * f:.2g}" for f in (1 / 3, 1, 3))
+            out.print(Text(f"sweep around {run['optimizer']}'s suggestion:", style="dim"))
+            # soft wrap: a narrow terminal wraps the command itself, so it still copies as one line
+            out.print(Text(f"  mxdash run {args.file} --set optimizer.name={run['optimizer']} "
+                           f"--set 'grid.optimizer.lr=[{lrs}]'"), soft_wrap=True)
+            return
 
 
 # -- reading --------------------------------------------------------------------------------------------------------

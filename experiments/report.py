@@ -341,6 +341,9 @@ def render_compare(store, runs: list[dict], weights: bool = False) -> Table:
     table.add_row("status", *(status_text(run.get("status")) for run in runs))
     if weights:
         _add_metric_row(table, "params", [total_params(run) for run in runs], lambda v: format_number(v, ","), None)
+    if any(run.get("kind") == LRFIND_KIND for run in runs):  # a range test's lr is its suggestion
+        table.add_row("suggested lr", *(Text(format_number(run.get("lr"), ".3g") if run.get("kind") == LRFIND_KIND
+                                             else MISSING) for run in runs))
     _add_metric_row(table, "final train loss", [run.get("train_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val loss", [run.get("best_val_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val acc", [run.get("best_val_acc") for run in runs], format_percent, max)
