@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, id);
 CREATE TABLE IF NOT EXISTS artifacts (
-    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL NOT NULL,
     wall REAL NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts (run_id, key, id);
