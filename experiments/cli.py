@@ -205,6 +205,89 @@ def final_table(runs: list[dict]):
     return table
 
 
+# -- lrfind ---------------------------------------------------------------------------------------------------------
+def cmd_lrfind(args) -> int:
+    """An LR range test per optimizer of FILE's grid, trained in this process (seconds on small nets; a worker
+    process per test would cost more in imports than the tests take) and stored as runs of kind `lrfind`."""
+    import contextlib
+    import os
+    import signal
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # before mxnet is imported (FACTS.md)
+    from experiments.config import load_experiment
+    from experiments.lesson_views import render_lrfind
+    from experiments.lrfind import LRFindError, plan_range_tests
+    from experiments.metrics import ARTIFACT_LR_SUGGESTION, LRFIND_KIND, STOPPED
+    from experiments.stop import StopSignal
+    from experiments.train import execute
+
+    name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
+    try:
+        plans = plan_range_tests(runs, {"low": args.low, "high": args.high, "steps": args.steps, "rule": args.rule})
+    except LRFindError as e:
+        raise UsageError(str(e)) from None
+    store = Store(args.runs_dir, create=True)
+    exp_id, run_ids = store.create_experiment(f"{name}-lrfind", str(args.file), raw, raw.get("grid", {}), plans)
+    for run_id in run_ids:
+        store.update_run(run_id, kind=LRFIND_KIND)
+    out = console()
+    settings = plans[0][LRFIND_KIND]
+    if not args.json:
+        tests = f"{len(run_ids)} LR range test{'s' if len(run_ids) > 1 else ''}"
+        out.print(f"{exp_id}: {tests}, lr {settings['low']:g} to {settings['high']:g} in {settings['steps']} steps")
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupted = False
+    try:
+        with contextlib.nullcontext() if args.json else out.status("") as spinner:
+            for number, run_id in enumerate(run_ids, start=1):
+                if interrupted:
+                    store.request_stop(run_id)  # still queued: stopped at once
+                    continue
+                if spinner is not None:
+                    spinner.update(f"{run_id} ({plans[number - 1]['optimizer']['name']}), {number} of {len(run_ids)}")
+                with open(store.log_path(run_id), "a") as log_file:
+                    status = execute(store, run_id, log=lambda line: print(line, file=log_file, flush=True),
+                                     stop=StopSignal().install())  # Ctrl-C: this test stops, the rest don't run
+                interrupted = status == STOPPED
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    runs = store.list_runs(experiment=exp_id)
+    if args.json:
+        print(json.dumps([{"run": r["id"], "optimizer": r["optimizer"], "status": r["status"],
+                           "suggestion": (store.latest_artifact(r["id"], ARTIFACT_LR_SUGGESTION) or {}).get("payload")}
+                          for r in runs], indent=1))
+    else:
+        done = [r for r in runs if r["status"] != STOPPED]
+        if done:
+            out.print(render_lrfind(store, done, out.width))
+            _print_sweep_hint(out, args, raw, store, done)
+        if interrupted:
+            out.print(f"interrupted: {len(runs) - len(done)} of {len(runs)} range tests stopped")
+    if interrupted:
+        return 130
+    return 1 if any(r["status"] == "failed" for r in runs) else 0
+
+
+def _print_sweep_hint(out, args, raw: dict, store: Store, runs: list[dict]) -> None:
+    """The next step: a sweep around the suggestion (when the file's grid takes it as plain --set overrides)."""
+    from rich.text import Text
+
+    from experiments.metrics import ARTIFACT_LR_SUGGESTION
+
+    if "optimizer" in raw.get("grid", {}):  # a section axis would override --set optimizer.name
+        return
+    for run in runs:
+        found = store.latest_artifact(run["id"], ARTIFACT_LR_SUGGESTION)
+        if found and found["payload"]["lr"] is not None:
+            lrs = ",".join(f"{found['payload']['lr'] * f:.2g}" for f in (1 / 3, 1, 3))
+            out.print(Text(f"sweep around {run['optimizer']}'s suggestion:", style="dim"))
+            # soft wrap: a narrow terminal wraps the command itself, so it still copies as one line
+            out.print(Text(f"  mxdash run {args.file} --set optimizer.name={run['optimizer']} "
+                           f"--set 'grid.optimizer.lr=[{lrs}]'"), soft_wrap=True)
+            return
+
+
 # -- reading --------------------------------------------------------------------------------------------------------
 LS_FIELDS = ("id", "experiment_id", "net", "dataset", "optimizer", "lr", "seed", "status", "step", "epoch", "epochs",
              "train_loss", "val_loss", "best_val_acc", "best_val_loss", "samples_per_s", "device", "created",
@@ -212,8 +295,9 @@ LS_FIELDS = ("id", "experiment_id", "net", "dataset", "optimizer", "lr", "seed",
              "checkpoint_step")
 
 
-LS_COLUMNS = ("id", "net", "optimizer", "lr", "status", "epoch", "loss", "best acc")  # loss: the latest train loss
-LS_RIGHT = ("lr", "epoch", "loss", "best acc")
+LS_COLUMNS = ("id", "net", "params", "optimizer", "lr", "status", "epoch", "loss", "best acc")  # loss: latest train loss
+LS_RIGHT = ("params", "lr", "epoch", "loss", "best acc")
+STATUS_COLUMN = LS_COLUMNS.index("status")
 
 
 def cmd_ls(args) -> int:
@@ -224,8 +308,9 @@ def cmd_ls(args) -> int:
         raise StoreError(f"unknown experiment id: {args.experiment} (see `mxdash ls`)")
     stored_status = "running" if args.status == "stale" else args.status
     now = time.time()
-    columns = ", ".join(dict.fromkeys(LS_FIELDS + ("config", "pid", "pid_started", "host") if args.json else
-                                      LS_FIELDS))  # never decode summaries nobody prints (10,000 runs: 0.3 s)
+    # never decode summaries nobody prints (10,000 runs: 0.3 s): the weights count comes out of the JSON in SQL
+    fields = LS_FIELDS + ("kind", "json_extract(summary, '$.total_params') AS params")
+    columns = ", ".join(dict.fromkeys(fields + (("config",) if args.json else ())))
     runs = store.list_runs(status=stored_status, experiment=args.experiment, columns=columns)
     for run in runs:
         run["shown_status"] = display_status(run, now)
@@ -234,7 +319,8 @@ def cmd_ls(args) -> int:
     if args.json:
         # one run per line through the C encoder (`indent` falls back to the pure-Python one: 2.2 s for 10,000)
         items = (json.dumps({**{k: r.get(k) for k in LS_FIELDS}, "experiment": r["experiment_id"],
-                             "final_loss": r["train_loss"], "stale": r["shown_status"] == "stale",
+                             "final_loss": r["train_loss"], "kind": r.get("kind"), "params": r.get("params"),
+                             "stale": r["shown_status"] == "stale",
                              "last_progress_s": None if r.get("progress_at") is None or r["status"] != "running"
                              else round(now - r["progress_at"], 1), "config": r["config"]}) for r in runs)
         sys.stdout.write("[\n" + ",\n".join(items) + "\n]\n")
@@ -244,22 +330,33 @@ def cmd_ls(args) -> int:
     return 0
 
 
+def ls_cells(run: dict) -> tuple[str, ...]:
+    from experiments.metrics import LRFIND_KIND
+
+    lrfind = run.get("kind") == LRFIND_KIND  # an LR range test: lr is its suggestion, and it counts steps
+    return (run["id"], run["net"] or "—", f"{run['params']:,}" if isinstance(run.get("params"), int) else "—",
+            run["optimizer"] or "—", f"{run['lr']:.3g}" if run["lr"] is not None else "—", run["shown_status"],
+            f"{run['step'] or 0} st" if lrfind else f"{run['epoch'] or 0:.1f}/{run['epochs']}",
+            f"{run['train_loss']:.4f}" if run["train_loss"] is not None and not lrfind else "—",
+            f"{run['best_val_acc']:.3f}" if run["best_val_acc"] is not None else "—")
+
+
 def ls_text(runs: list[dict], width: int):
     """The run list as one Rich Text: columns padded here, statuses coloured. (A rich Table took 9 s for 10,000
-    runs; this takes 0.2 s.) Ids are never cut (users copy them into `show` and `stop`); when the line is too
-    wide, the widest other column gives way with an ellipsis."""
+    runs; this takes 0.2 s.) Ids are never cut (users copy them into `show` and `stop`); the weights count is left
+    out when it does not fit; then the widest other column gives way with an ellipsis."""
     from rich.text import Text
 
     from experiments.report import status_style
 
-    rows = [(r["id"], r["net"] or "—", r["optimizer"] or "—", f"{r['lr']:g}" if r["lr"] is not None else "—",
-             r["shown_status"], f"{r['epoch'] or 0:.1f}/{r['epochs']}",
-             f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "—",
-             f"{r['best_val_acc']:.3f}" if r["best_val_acc"] is not None else "—") for r in runs]
-    widths = [max(len(LS_COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(LS_COLUMNS))]
-    widths[4] = max(widths[4], 9)
-    while sum(widths) + 2 * (len(widths) - 1) > width:
-        widest = max((i for i in range(1, len(widths)) if i != 4), key=lambda i: widths[i])  # not id, not status
+    rows = [ls_cells(r) for r in runs]
+    keep = list(range(len(LS_COLUMNS)))
+    widths = [max(len(LS_COLUMNS[i]), *(len(row[i]) for row in rows)) for i in keep]
+    widths[STATUS_COLUMN] = max(widths[STATUS_COLUMN], 9)
+    if sum(widths) + 2 * (len(widths) - 1) > width:
+        keep.remove(LS_COLUMNS.index("params"))
+    while sum(widths[i] for i in keep) + 2 * (len(keep) - 1) > width:
+        widest = max((i for i in keep if i not in (0, STATUS_COLUMN)), key=lambda i: widths[i])
         if widths[widest] <= 6:
             break
         widths[widest] -= 1
@@ -269,12 +366,13 @@ def ls_text(runs: list[dict], width: int):
             value = value[:widths[i] - 1] + "…"
         return value.rjust(widths[i]) if LS_COLUMNS[i] in LS_RIGHT else value.ljust(widths[i])
 
+    before, after = [i for i in keep if i < STATUS_COLUMN], [i for i in keep if i > STATUS_COLUMN]
     text = Text()
-    text.append("  ".join(cell(name, i) for i, name in enumerate(LS_COLUMNS)).rstrip() + "\n", style="bold")
+    text.append("  ".join(cell(LS_COLUMNS[i], i) for i in keep).rstrip() + "\n", style="bold")
     for row in rows:
-        text.append("  ".join(cell(row[i], i) for i in range(4)) + "  ")
-        text.append(cell(row[4], 4), style=status_style(row[4]))
-        text.append("  " + "  ".join(cell(row[i], i) for i in range(5, len(row))) + "\n")
+        text.append("  ".join(cell(row[i], i) for i in before) + "  ")
+        text.append(cell(row[STATUS_COLUMN], STATUS_COLUMN), style=status_style(row[STATUS_COLUMN]))
+        text.append("  " + "  ".join(cell(row[i], i) for i in after) + "\n")
     text.rstrip()
     return text
 
@@ -302,7 +400,7 @@ def cmd_compare(args) -> int:
         print(json.dumps({"differing": dict(differing_config(runs)),
                           "runs": [{k: r[k] for k in LS_FIELDS} for r in runs]}, default=str, indent=1))
         return 0
-    console().print(render_compare(store, runs))
+    console().print(render_compare(store, runs, weights=True))
     return 0
 
 
@@ -477,6 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-gpu", type=positive_int, default=1, help="runs sharing one GPU")
     p.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     p.add_argument("--dry-run", action="store_true", help="validate and print the runs, create nothing")
+
+    p = command("lrfind", cmd_lrfind, "LR range test per optimizer of FILE's grid: suggests a learning rate")
+    p.add_argument("file", type=Path)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. net.hidden=[32]")
+    p.add_argument("--low", type=float, help="first learning rate (default 1e-7)")
+    p.add_argument("--high", type=float, help="last learning rate (default 10)")
+    p.add_argument("--steps", type=int, help="updates from low to high (default 100)")
+    p.add_argument("--rule", choices=("minimum", "steep"),
+                   help="minimum: lowest smoothed loss / 10 (default); steep: steepest descent against log LR")
 
     p = command("ls", cmd_ls, "list runs with live statuses")
     p.add_argument("--status")

@@ -16,7 +16,28 @@ GRAD_NORM = "grad_norm"
 SAMPLES_PER_S = "samples_per_s"
 DEAD_PREFIX = "dead/"      # dead/<layer>: fraction of the layer's units that output 0 for every probe sample
 
+VAL_MACRO_F1 = "val_macro_f1"  # once per epoch: mean over classes of the per-class F1 (see ARTIFACT_CONFUSION)
+SMOOTHED_LOSS = "smoothed_loss"  # LR range tests, every step: debiased EMA of train_loss (the curve the rule reads)
+
 LOSS_KEYS = (TRAIN_LOSS, VAL_LOSS)
+
+# -- artifact keys (the `key` column of the artifacts table; payloads are JSON) ----------------------------------
+# confusion: at every validation. {"classes": C, "matrix": C x C counts, rows = true class, columns = predicted,
+#   "precision", "recall", "f1", "support": C values each (0 where undefined: no predictions / no samples)}
+ARTIFACT_CONFUSION = "confusion"
+# boundary: every probe (train.probe_every steps) of a run on 2-D input. {"classes": C, "x": [lo, hi],
+#   "y": [lo, hi], "size": [nx, ny], "pred": ny rows of nx predicted classes, "confidence": same shape, softmax
+#   probability of the predicted class in percent (0..100)}. Row 0 is the top (y = hi); cell (r, c) is the centre
+#   x = lo + (c + 0.5) * (hi - lo) / nx, y = hi - (r + 0.5) * (hi - lo) / ny. See experiments/boundary.py.
+ARTIFACT_BOUNDARY = "boundary"
+# boundary_points: once, at the first boundary. {"points": [[x, y], ...] training inputs, "labels": [...]}
+ARTIFACT_BOUNDARY_POINTS = "boundary_points"
+# lr_suggestion: once, at the end of an LR range test. See experiments/lrfind.py `suggestion`.
+ARTIFACT_LR_SUGGESTION = "lr_suggestion"
+
+# -- run kinds (the `kind` column of the runs table) -------------------------------------------------------------
+TRAIN_KIND, LRFIND_KIND = "train", "lrfind"
+RUN_KINDS = (TRAIN_KIND, LRFIND_KIND)
 
 
 def dead_key(layer: str) -> str:

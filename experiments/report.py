@@ -15,6 +15,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from experiments.metrics import LR, LRFIND_KIND, SMOOTHED_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, VAL_MACRO_F1
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 NO_DATA_BLOCK = "×"  # a bucket holding only NaN/inf (a diverged loss): visible, unlike a gap
 MISSING = "—"
@@ -180,11 +182,18 @@ def finite_range(values) -> tuple[float, float] | None:
 
 # -- show ------------------------------------------------------------------------------------------------------------
 def render_show(store, run: dict, width: int = 120) -> Group:
-    """Everything about one run: header, config, metrics, problems, sparklines, log tail."""
-    parts = [_show_header(run), _show_config(run.get("config") or {}), _show_metrics(run)]
+    """Everything about one run: header, config, metrics, problems, events, LR range test, confusion matrix,
+    decision boundary, sparklines, log tail."""
+    from experiments import lesson_views
+
+    lrfind = run.get("kind") == LRFIND_KIND
+    parts = [_show_header(run), _show_config(run.get("config") or {})]
+    if not lrfind:  # a range test has no validation: its own section says what it found
+        parts.append(_show_metrics(run))
     problem = _show_problem(run)
     if problem is not None:
         parts.append(problem)
+    parts.extend(lesson_views.show_sections(store, run, width))
     parts.append(_show_sparklines(store, run, width))
     log_tail = _show_log_tail(store.log_path(run["id"]))
     if log_tail is not None:
@@ -266,8 +275,10 @@ def _show_problem(run: dict) -> Group | None:
 
 
 def _show_sparklines(store, run: dict, width: int = 120) -> Table:
-    """train_loss, val_loss, val_acc and every dead/<layer> series, fetched in one pass over the run's metrics."""
-    keys = ["train_loss", "val_loss", "val_acc"]
+    """train_loss, val_loss, val_acc, val macro F1 and every dead/<layer> series (an LR range test: loss, smoothed
+    loss and LR per step), fetched in one pass over the run's metrics."""
+    keys = [TRAIN_LOSS, SMOOTHED_LOSS, LR] if run.get("kind") == LRFIND_KIND else [TRAIN_LOSS, VAL_LOSS, VAL_ACC,
+                                                                                 VAL_MACRO_F1]
     keys += sorted(key for key in store.metric_keys(run["id"]) if key.startswith("dead/"))
     series: dict[str, list] = {key: [] for key in keys}
     for _id, _step, _epoch, _wall, key, value in store.metrics_since(run["id"], keys=keys):
@@ -288,7 +299,7 @@ def _show_sparklines(store, run: dict, width: int = 120) -> Table:
             table.add_row(key, "", Text("no data", style="dim"), "", "")
             continue
         low, high = bounds
-        table.add_row(key, format_number(low), sparkline(values, spark_width), format_number(high),
+        table.add_row(key, format_number(low), sparkline(values, spark_width, log=key == LR), format_number(high),
                       f"last {format_number(values[-1])}  ({len(values)} pts)")
     return table
 
@@ -317,8 +328,11 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
 
 
 # -- compare ---------------------------------------------------------------------------------------------------------
-def render_compare(store, runs: list[dict]) -> Table:
-    """One column per run: the config keys that differ, then outcome rows with the best value in each highlighted."""
+def render_compare(store, runs: list[dict], weights: bool = False) -> Table:
+    """One column per run: the config keys that differ, then outcome rows with the best value in each highlighted.
+    `weights`: a row of parameter counts (`mxdash compare` has it; the dashboard's Compare view will, with its
+    next layout)."""
+    from experiments.lesson_views import total_params
     experiments = {run.get("experiment_id") for run in runs}
     shared = experiments.pop() if len(experiments) == 1 else None
     # runs of one experiment: `#3` headers (the experiment in the title) leave the room to the values
@@ -334,9 +348,17 @@ def render_compare(store, runs: list[dict]) -> Table:
         table.add_row(Text(key), *(Text(format_value(value)) for value in values))
     table.add_section()
     table.add_row("status", *(status_text(run.get("status")) for run in runs))
+    if weights:
+        _add_metric_row(table, "params", [total_params(run) for run in runs], lambda v: format_number(v, ","), None)
+    if any(run.get("kind") == LRFIND_KIND for run in runs):  # a range test's lr is its suggestion
+        table.add_row("suggested lr", *(Text(format_number(run.get("lr"), ".3g") if run.get("kind") == LRFIND_KIND
+                                             else MISSING) for run in runs))
     _add_metric_row(table, "final train loss", [run.get("train_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val loss", [run.get("best_val_loss") for run in runs], format_number, min)
     _add_metric_row(table, "best val acc", [run.get("best_val_acc") for run in runs], format_percent, max)
+    macro_f1 = [store.latest_metrics(run["id"], VAL_MACRO_F1).get(VAL_MACRO_F1, (None, None))[1] for run in runs]
+    if any(value is not None for value in macro_f1):
+        _add_metric_row(table, "final macro F1", macro_f1, lambda v: format_number(v, ".4f"), max)
     dead = [{key: value for key, (_step, value) in store.latest_metrics(run["id"], "dead/").items()}
             for run in runs]
     for key in sorted(set().union(*dead)):
@@ -350,7 +372,8 @@ def render_compare(store, runs: list[dict]) -> Table:
 def _add_metric_row(table: Table, label: str, values: list, fmt, best) -> None:
     """A row of metric cells; the best finite value (by `best`, min or max) is highlighted when comparing 2+ runs."""
     finite = [value for value in values if value is not None and math.isfinite(value)]
-    best_value = best(finite) if len(values) > 1 and finite else None
+    best_value = best(finite) if best is not None and len(values) > 1 and finite else None
     cells = [Text(fmt(value), style=BEST_STYLE if best_value is not None and value == best_value else "")
              for value in values]
     table.add_row(label, *cells)
+

@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - not on Windows: SQLite's own locking alone
     fcntl = None
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the artifacts table (issue 11); 2 -> 3 only creates it
 DB_NAME = "mxdash.db"
 BUSY_TIMEOUT_S = 120.0
 HEARTBEAT_STALE_S = 5.0  # a running run whose heartbeat is older than this and whose PID is gone is `lost`
@@ -66,6 +66,7 @@ RUN_COLUMNS = {
     "first_step_at": "REAL",          # when the first training step of this attempt was done
     "progress_at": "REAL",            # last flush from the training loop itself (the heartbeat thread does not count)
     "checkpoint_step": "INTEGER",     # step of the last committed checkpoint (NULL: none was ever written)
+    "kind": "TEXT DEFAULT 'train'",  # metrics.RUN_KINDS: 'train', or 'lrfind' (LR range test: experiments/range_test.py)
 }
 JSON_COLUMNS = ("config", "summary", "versions")
 
@@ -89,6 +90,11 @@ CREATE TABLE IF NOT EXISTS schedulers (
     started REAL, heartbeat REAL, ended REAL, status TEXT NOT NULL DEFAULT 'starting', exit TEXT,
     threads INTEGER, parallel INTEGER, log TEXT
 );
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL NOT NULL,
+    wall REAL NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts (run_id, key, id);
 """
 SCHEDULER_ALIVE = ("starting", "running")
 
@@ -633,6 +639,7 @@ class Store:
         with self.write():
             for run_id in run_ids:
                 self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+                self.conn.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
                 self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             self.conn.execute("DELETE FROM experiments WHERE id NOT IN (SELECT DISTINCT experiment_id FROM runs)")
         for run_id in run_ids:
@@ -640,10 +647,11 @@ class Store:
 
     # -- metrics --------------------------------------------------------------------------------------------------
     def append_metrics(self, run_id: str, rows: list[tuple], latest: dict | None = None,
-                       lease: str | None = None, progress: bool = True) -> None:
+                       lease: str | None = None, progress: bool = True, artifacts: list[tuple] = ()) -> None:
         """Append (step, epoch, wall, key, value) rows, refresh the heartbeat (and, from the training loop,
         `progress_at`) and the run row's latest values, all in one transaction, so a reader never sees metrics
-        without the matching run row. Refused with NotOwner when `lease` no longer owns the run."""
+        without the matching run row. Refused with NotOwner when `lease` no longer owns the run. `artifacts`:
+        (step, epoch, wall, key, payload) rows written in the same transaction (see the artifacts section)."""
         now = time.time()
         latest = dict(latest or {})
         latest["heartbeat"] = now
@@ -658,6 +666,7 @@ class Store:
                     "INSERT INTO metrics (run_id, step, epoch, wall, key, value) VALUES (?, ?, ?, ?, ?, ?)",
                     [(run_id, *row) for row in rows],
                 )
+            self._insert_artifacts(run_id, artifacts)
             self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*latest.values(), run_id))
 
     def heartbeat(self, run_id: str, lease: str | None = None) -> None:
@@ -693,6 +702,7 @@ class Store:
         with self.write():
             self._check_lease(run_id, lease)
             self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            self.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND step > ?", (run_id, step))
 
     # -- liveness -------------------------------------------------------------------------------------------------
     @_reads
@@ -783,6 +793,44 @@ class Store:
             "WHERE run_id = ? AND substr(key, 1, ?) = ? GROUP BY key) ORDER BY key",
             (run_id, len(prefix), prefix)).fetchall()
         return {key: (step, value) for key, step, value in rows}
+
+    # -- artifacts ----------------------------------------------------------------------------------------------
+    # Structured records too big or too nested for a metric value: confusion matrices, decision-boundary grids, LR
+    # suggestions (issue 11). One row = (run, step, epoch, wall, key, JSON payload); keys are the ARTIFACT_* names in
+    # experiments/metrics.py. delete_runs deletes a run's rows; a resume drops those after its checkpoint
+    # (delete_metrics_after).
+    def _insert_artifacts(self, run_id: str, rows) -> None:
+        """Insert (step, epoch, wall, key, payload) rows inside the caller's write transaction."""
+        if rows:
+            self.conn.executemany(
+                "INSERT INTO artifacts (run_id, step, epoch, wall, key, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, step, epoch, wall, key, json.dumps(payload)) for step, epoch, wall, key, payload in rows])
+
+    def append_artifacts(self, run_id: str, rows: list[tuple]) -> None:
+        """Append (step, epoch, wall, key, payload) rows in a transaction of their own (payloads: JSON-able)."""
+        with self.write():
+            self._insert_artifacts(run_id, rows)
+
+    def artifacts(self, run_id: str, key: str | None = None, after_id: int = 0) -> list[dict]:
+        """A run's artifacts newer than `after_id` (all keys, or one), oldest first:
+        dicts of id, step, epoch, wall, key and payload (decoded)."""
+        query = "SELECT id, step, epoch, wall, key, payload FROM artifacts WHERE run_id = ? AND id > ?"
+        args: list = [run_id, after_id]
+        if key is not None:
+            query += " AND key = ?"
+            args.append(key)
+        return [self._artifact(row) for row in self.conn.execute(query + " ORDER BY id", args)]
+
+    def latest_artifact(self, run_id: str, key: str) -> dict | None:
+        """The newest artifact of one key of a run (same dict as `artifacts`), or None."""
+        row = self.conn.execute("SELECT id, step, epoch, wall, key, payload FROM artifacts "
+                                "WHERE run_id = ? AND key = ? ORDER BY id DESC LIMIT 1", (run_id, key)).fetchone()
+        return self._artifact(row) if row else None
+
+    @staticmethod
+    def _artifact(row) -> dict:
+        return {"id": row[0], "step": row[1], "epoch": row[2], "wall": row[3], "key": row[4],
+                "payload": json.loads(row[5])}
 
 
 class _WriteTxn:

@@ -21,11 +21,14 @@ import numpy as np
 from mxnet import autograd, gluon
 
 import nets
+from experiments.boundary import DecisionBoundary
+from experiments.confusion import ConfusionMatrix
 from experiments import metrics as keys
 from experiments.checkpoint import (PARTIAL_SUFFIX, CheckpointError, checkpoint_files, commit_checkpoint,  # noqa: F401
                                     read_checkpoint, remove_partial_files, verify_checkpoint)
 from experiments.data import load_dataset
 from experiments.devices import contexts
+from experiments.metrics import LRFIND_KIND
 from experiments.probe import DeadReluProbe
 from experiments.stop import StopSignal
 from experiments import testhooks
@@ -110,18 +113,23 @@ class MetricWriter:
     def __init__(self, store: Store, run_id: str, lease: str | None = None):
         self.store, self.run_id, self.lease = store, run_id, lease
         self.rows: list[tuple] = []
+        self.artifacts: list[tuple] = []
         self.latest: dict = {}
         self.last_flush = time.monotonic()
 
     def add(self, step: int, epoch: float, wall: float, values: dict) -> None:
         self.rows.extend((step, epoch, wall, key, value) for key, value in values.items())
 
+    def add_artifact(self, step: int, epoch: float, wall: float, key: str, payload) -> None:
+        """A JSON-able record (confusion matrix, boundary grid), written with the next metric batch."""
+        self.artifacts.append((step, epoch, wall, key, payload))
+
     def due(self) -> bool:
         return time.monotonic() - self.last_flush >= FLUSH_EVERY_S
 
     def flush(self) -> None:
-        self.store.append_metrics(self.run_id, self.rows, self.latest, lease=self.lease)
-        self.rows, self.latest = [], {}
+        self.store.append_metrics(self.run_id, self.rows, self.latest, lease=self.lease, artifacts=self.artifacts)
+        self.rows, self.artifacts, self.latest = [], [], {}
         self.last_flush = time.monotonic()
 
 
@@ -198,6 +206,8 @@ class Run:
         self.trainer = gluon.Trainer(self.net.collect_params(), mx_name, mx_args, kvstore="device")
         probe_x, probe_len = self.data.probe_batch(train["probe_batch"], self.ctxs[0])
         self.probe = DeadReluProbe(self.net, probe_x, probe_len if self.takes_valid_length else None)
+        self.confusion = ConfusionMatrix(self.data.info.num_classes, self.ctxs[0])  # at every validation
+        self.boundary = DecisionBoundary.for_run(self.net, self.data, self.ctxs[0])  # 2-D input only, every probe
 
         self.step, self.epoch, self.batch_in_epoch, self.wall_offset = 0, 0, 0, 0.0
         self.best = {"best_val_acc": None, "best_val_loss": None}
@@ -279,10 +289,12 @@ class Run:
 
     def validate(self) -> tuple[float, float]:
         accuracy, loss_metric = mx.metric.Accuracy(), mx.metric.Loss()
+        self.confusion.reset()
         for x, y, valid_length in self.data.val_batches(self.batch_size, self.ctxs[0]):
             out = self.forward(x, valid_length)
             accuracy.update(y, out)
             loss_metric.update(None, self.loss_fn(out, y))
+            self.confusion.update(y, out)
         return loss_metric.get()[1], accuracy.get()[1]
 
     def train(self, writer: MetricWriter) -> str:
@@ -394,6 +406,8 @@ class Run:
         dead = self.probe.read()
         if dead:
             writer.add(self.step, self.epoch_float(), self.wall(), {keys.dead_key(k): v for k, v in dead.items()})
+        if self.boundary is not None:
+            self.boundary.record(writer, self.step, self.epoch_float(), self.wall())
 
     def end_epoch(self, writer: MetricWriter) -> float:
         """Validate, record, checkpoint when due. Returns the seconds it took."""
@@ -404,6 +418,7 @@ class Run:
         if np.isfinite(val_loss) and (self.best["best_val_loss"] is None or val_loss < self.best["best_val_loss"]):
             self.best["best_val_loss"] = val_loss
         writer.add(self.step, float(self.epoch), self.wall(), {keys.VAL_LOSS: val_loss, keys.VAL_ACC: val_acc})
+        self.confusion.record(writer, self.step, float(self.epoch), self.wall())
         writer.latest.update(val_loss=val_loss, val_acc=val_acc, epoch=float(self.epoch), **self.best)
         self.log(f"epoch {self.epoch}/{self.epochs} | val loss {val_loss:.4f} | val acc {val_acc:.4f}")
         # the last epoch's checkpoint is the final one, after the steps since the last log line are recorded
@@ -465,7 +480,10 @@ def execute(store: Store, run_id: str, gpu_ids: list[int] | None = None, log=Non
 
 def _train_claimed(store: Store, run_id: str, lease: str, gpu_ids, log, stop: StopSignal) -> str:
     testhooks.pause("after-claim", store.run_dir(run_id), run_id)
-    run = Run(store, run_id, gpu_ids, log, stop)
+    run_class = Run
+    if store.get_run(run_id).get("kind") == LRFIND_KIND:  # an LR range test: same claim, record and finish
+        from experiments.range_test import RangeTest as run_class
+    run = run_class(store, run_id, gpu_ids, log, stop)
     resumed = run.load_checkpoint()
     store.delete_metrics_after(run_id, run.step if resumed else -1, lease=lease)
     store.update_run(run_id, lease, summary=run.summary, versions=versions(), git_commit=git_commit(),

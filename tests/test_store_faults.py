@@ -104,7 +104,7 @@ def test_a_schema_1_store_is_migrated_keeping_its_rows(tmp_path):
     """)
     conn.close()
     store = Store(runs_dir)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert [tuple(r) for r in store.metrics_since("old-7.1")] == [(41, 1, 0.1, 0.0, "train_loss", 0.5)]
     assert "AUTOINCREMENT" in store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'metrics'").fetchone()[0]
     store.append_metrics("old-7.1", [(2, 0.2, 0.0, "train_loss", 0.4)])
