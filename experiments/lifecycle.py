@@ -41,6 +41,7 @@ from experiments.store import Store, StoreError, StoreWriteError, pid_alive, pro
 POLL_S = 0.1
 HEARTBEAT_EVERY_S = 2.0
 RETRY_AFTER_STORE_ERROR_S = 5.0
+STORE_GONE_GRACE_S = 30.0
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -119,6 +120,8 @@ class Scheduler:
         self.retry_at = 0.0
         self.last_beat = 0.0
         self.terminating = False
+        self.gone_since: float | None = None
+        self.last_error: str | None = None
 
     # -- main loop ----------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -130,7 +133,7 @@ class Scheduler:
                  f"each, {'forking warm workers' if self.warm else 'a fresh process per run'}")
         while True:
             self.reap_children()
-            if self.terminating:
+            if self.terminating or self.store_gone():
                 break
             self.beat()
             started_any = self.start_queued()
@@ -145,6 +148,18 @@ class Scheduler:
                                                          exit_reason))
         self.log(f"scheduler {self.scheduler_id}: {exit_reason or 'all runs ended'}")
         return 0
+
+    def store_gone(self) -> bool:
+        """The runs directory was deleted or unmounted under the scheduler: nothing it could start would be
+        recorded anywhere, so after a grace period it gives up (its running children go on and end themselves)."""
+        if self.store.path.exists():
+            self.gone_since = None
+            return False
+        self.gone_since = self.gone_since or time.monotonic()
+        if time.monotonic() - self.gone_since < STORE_GONE_GRACE_S:
+            return False
+        self.log(f"scheduler {self.scheduler_id}: {self.store.path} is gone; stopping")
+        return True
 
     def _terminate(self, signum, frame) -> None:
         self.terminating = True  # children go on (their own sessions); readers mark the queued runs lost
@@ -178,9 +193,12 @@ class Scheduler:
         """A store write that must not kill the scheduler (disk full): logged, and later writes retried."""
         try:
             write()
+            self.last_error = None
             return True
         except StoreError as e:
-            self.log(f"store write failed: {e}")
+            if str(e) != self.last_error:  # a full disk for an hour is one line, not 1,800
+                self.log(f"store write failed: {e} (retrying every {RETRY_AFTER_STORE_ERROR_S:g} s)")
+                self.last_error = str(e)
             self.retry_at = time.monotonic() + RETRY_AFTER_STORE_ERROR_S
             return False
 

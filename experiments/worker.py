@@ -20,12 +20,24 @@ EXIT_STORE_UNAVAILABLE = 75  # EX_TEMPFAIL
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
+def fatal_signals_to_log() -> None:
+    """A crash in native code prints the Python traceback into the run's log and kills the process with the
+    signal. MXNet installs its own SIGSEGV handler that calls exit() from inside the handler: measured here, a
+    SIGSEGV'd worker then hung for ever in a futex (the atexit handlers wait for engine threads), holding its
+    scheduler slot. So: default action first, then faulthandler (which re-raises through the previous handler)."""
+    import faulthandler
+
+    signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+
+
 def run_worker(runs_dir: str, run_id: str, scheduler_id: int | None, generation: int | None,
                gpu_ids: list[int] | None, stop) -> int:
     """Train one run in this process (already in its own session, output going to the run's log)."""
     from experiments.store import Store
-    from experiments.train import execute
+    from experiments.train import execute  # imports mxnet, which installs its SIGSEGV handler
 
+    fatal_signals_to_log()
     store = Store(runs_dir)
     status = execute(store, run_id, gpu_ids, stop=stop, scheduler_id=scheduler_id, generation=generation,
                      heartbeat=True)
