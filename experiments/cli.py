@@ -154,7 +154,7 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
     runs = [r for r in store.list_runs(experiment=exp_id) if r["id"] in run_ids]
     out = console()
     if not quiet:
-        out.print(final_table(runs))
+        out.print(final_table(runs, out.width))
         for line in problem_lines(runs):
             out.print(line, highlight=False, markup=False)
     orphaned = [r["id"] for r in runs if r["status"] == "lost" and "scheduler" in (r.get("error") or "")]
@@ -178,30 +178,51 @@ def problem_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
-def final_table(runs: list[dict]):
+def final_table(runs: list[dict], width: int = 80):
+    """The table `mxdash run` ends with: each run, the config keys that vary across the sweep (optimizer and lr
+    first), and how it ended. Boxed when that fits `width`; else without a box, then without the time column; a
+    value is never cut (they were: "0.91…" at 80 columns)."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=width)
+    for boxed, with_time in ((True, True), (False, True), (False, False)):
+        table = _final_table(runs, boxed, with_time)
+        if Measurement.get(console, console.options.update(width=10_000), table).maximum <= width:
+            break
+    return table
+
+
+def _final_table(runs: list[dict], boxed: bool, with_time: bool):
+    from rich import box
     from rich.table import Table
 
     from experiments.report import differing_config, flat_config, format_duration, run_duration, status_text
 
     # keys every run has and that differ (an optimizer's own hyperparameters, missing in the others, are noise here)
-    other_axes = [k for k, values in differing_config(runs)
-                  if k not in ("optimizer.name", "optimizer.lr") and all(k in flat_config(r["config"]) for r in runs)]
-    table = Table(title=f"{runs[0]['experiment_id']}" if runs else "runs")
-
-    id_width = max([len(r["id"]) for r in runs] + [3])
-    for column in ["run", "optimizer", "lr", *other_axes, "final train loss", "best val acc", "status", "time"]:
-        table.add_column(column, justify="right" if column not in ("run", "optimizer", "status") else "left",
-                         min_width=id_width if column == "run" else None, no_wrap=column in ("run", "status"))
-
+    axes = [k for k, values in differing_config(runs) if all(k in flat_config(r["config"]) for r in runs)]
+    axes = sorted(axes, key=lambda k: (k != "optimizer.name", k != "optimizer.lr"))
+    headers = {"optimizer.name": "optimizer", "optimizer.lr": "lr"}
+    table = Table(title=f"{runs[0]['experiment_id']}" if runs else "runs", box=box.HEAVY_HEAD if boxed else None,
+                  pad_edge=boxed, header_style="bold")
+    cells = []
     for run in runs:
         flat = flat_config(run["config"])
-        loss = f"{run['train_loss']:.4f}" if run["train_loss"] is not None else "—"
-        acc = f"{run['best_val_acc']:.3f}" if run["best_val_acc"] is not None else "—"
         status = status_text(run["status"])
         if run["status"] == "diverged" and run.get("diverged_step"):
             status.append(f" @{run['diverged_step']}")
-        table.add_row(run["id"], run["optimizer"], f"{run['lr']:g}", *[str(flat.get(k, "—")) for k in other_axes],
-                      loss, acc, status, format_duration(run_duration(run)))
+        cells.append([run["id"], *[f"{flat[k]:g}" if isinstance(flat[k], float) else str(flat[k]) for k in axes],
+                      f"{run['train_loss']:.4f}" if run["train_loss"] is not None else "—",
+                      f"{run['best_val_acc']:.3f}" if run["best_val_acc"] is not None else "—", status,
+                      *([format_duration(run_duration(run))] if with_time else [])])
+    columns = ["run", *[headers.get(k, k.split(".")[-1]) for k in axes], "loss", "best acc", "status"]
+    columns += ["time"] if with_time else []
+    for i, column in enumerate(columns):
+        width = max([len(column)] + [len(row[i].plain if hasattr(row[i], "plain") else row[i]) for row in cells])
+        table.add_column(column, justify="left" if column in ("run", "optimizer", "status") else "right",
+                         no_wrap=True, min_width=width)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
@@ -400,7 +421,8 @@ def cmd_compare(args) -> int:
         print(json.dumps({"differing": dict(differing_config(runs)),
                           "runs": [{k: r[k] for k in LS_FIELDS} for r in runs]}, default=str, indent=1))
         return 0
-    console().print(render_compare(store, runs, weights=True))
+    out = console()
+    out.print(render_compare(store, runs, weights=True, console=out))
     return 0
 
 

@@ -328,52 +328,98 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
 
 
 # -- compare ---------------------------------------------------------------------------------------------------------
-def render_compare(store, runs: list[dict], weights: bool = False) -> Table:
-    """One column per run: the config keys that differ, then outcome rows with the best value in each highlighted.
-    `weights`: a row of parameter counts (`mxdash compare` has it; the dashboard's Compare view will, with its
-    next layout)."""
-    from experiments.lesson_views import total_params
+SHORT_LABELS = {"final train loss": "loss", "best val loss": "best vloss", "best val acc": "best acc",
+                "final macro F1": "F1", "suggested lr": "sugg. lr", "duration": "time"}
+
+
+def render_compare(store, runs: list[dict], weights: bool = False, console=None) -> Table:
+    """The config keys that differ, then outcome rows with the best value in each highlighted. One column per run
+    (run ids as headers) when that fits the console; else one row per run, so 100 runs still read (columns of
+    100 runs collapsed to nothing). `weights`: a row of parameter counts."""
+    rows, outcomes_from = compare_rows(store, runs, weights)
     experiments = {run.get("experiment_id") for run in runs}
     shared = experiments.pop() if len(experiments) == 1 else None
-    # runs of one experiment: `#3` headers (the experiment in the title) leave the room to the values
-    headers = [f"#{run['id'][len(shared) + 1:]}" if shared and run["id"].startswith(f"{shared}.") else run["id"]
-               for run in runs]
-    table = Table(title=f"compare {shared or ''}", title_justify="left")
-    differing = differing_config(runs)
-    labels = [key for key, _ in differing] + ["final train loss", "best val acc"]
-    table.add_column("", style="bold", no_wrap=True, min_width=min(28, max(len(label) for label in labels)))
-    for header in headers:
-        table.add_column(Text(header), justify="right", no_wrap=True)
-    for key, values in differing:
-        table.add_row(Text(key), *(Text(format_value(value)) for value in values))
-    table.add_section()
-    table.add_row("status", *(status_text(run.get("status")) for run in runs))
+    title = f"compare {shared or ''}"
+    wide = Table(title=title, title_justify="left")
+    wide.add_column("", style="bold", no_wrap=True, min_width=min(28, max(len(label) for label, _ in rows)))
+    for run in runs:
+        wide.add_column(Text(run["id"]), justify="right", no_wrap=True)
+    for i, (label, cells) in enumerate(rows):
+        if i == outcomes_from:
+            wide.add_section()
+        wide.add_row(Text(label), *cells)
+    if console is None:
+        return wide
+    from rich.measure import Measurement
+
+    if Measurement.get(console, console.options.update(width=10_000), wide).maximum <= console.width:  # none cut
+        return wide
+    # one row per run; columns that do not fit go, least telling first, so no value is ever cut
+    drop_order = ["steps", "best val loss", "duration", "params", "suggested lr"]
+    drop_order += [label for label, _ in rows if label.startswith("final dead/")] + ["final macro F1"]
+    kept = list(rows)
+    while True:
+        long = _compare_long(title, runs, kept)
+        if Measurement.get(console, console.options.update(width=10_000), long).maximum <= console.width:
+            return long
+        droppable = [label for label in drop_order if any(label == k for k, _ in kept)]
+        if not droppable:
+            return long
+        kept = [(label, cells) for label, cells in kept if label != droppable[0]]
+
+
+def _compare_long(title: str, runs: list[dict], rows: list[tuple[str, list[Text]]]) -> Table:
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
+    table.add_column("run", no_wrap=True)
+    for label, cells in rows:
+        short = SHORT_LABELS.get(label) or (label.replace("final dead/", "dead ") if label.startswith("final dead/")
+                                            else label.split(".")[0] if label.endswith(".name")  # optimizer.name
+                                            else label.split(".")[-1])
+        table.add_column(Text(short), justify="right", no_wrap=True,
+                         min_width=max([len(short)] + [len(cell.plain) for cell in cells]))
+    for j, run in enumerate(runs):
+        table.add_row(Text(run["id"]), *(cells[j] for _, cells in rows))
+    return table
+
+
+def compare_rows(store, runs: list[dict], weights: bool = False) -> tuple[list[tuple[str, list[Text]]], int]:
+    """(label, one cell per run) rows of a comparison, and the index where the outcome rows start."""
+    from experiments.lesson_views import total_params
+
+    rows: list[tuple[str, list[Text]]] = []
+    for key, values in differing_config(runs):
+        rows.append((key, [Text(format_value(value)) for value in values]))
+    outcomes_from = len(rows)
+    rows.append(("status", [status_text(run.get("status")) for run in runs]))
     if weights:
-        _add_metric_row(table, "params", [total_params(run) for run in runs], lambda v: format_number(v, ","), None)
+        rows.append(_metric_row("params", [total_params(run) for run in runs], lambda v: format_number(v, ","), None))
     if any(run.get("kind") == LRFIND_KIND for run in runs):  # a range test's lr is its suggestion
-        table.add_row("suggested lr", *(Text(format_number(run.get("lr"), ".3g") if run.get("kind") == LRFIND_KIND
-                                             else MISSING) for run in runs))
-    _add_metric_row(table, "final train loss", [run.get("train_loss") for run in runs], format_number, min)
-    _add_metric_row(table, "best val loss", [run.get("best_val_loss") for run in runs], format_number, min)
-    _add_metric_row(table, "best val acc", [run.get("best_val_acc") for run in runs], format_percent, max)
+        rows.append(("suggested lr", [Text(format_number(run.get("lr"), ".3g") if run.get("kind") == LRFIND_KIND
+                                           else MISSING) for run in runs]))
+    rows.append(_metric_row("final train loss", [run.get("train_loss") for run in runs], format_number, min))
+    rows.append(_metric_row("best val loss", [run.get("best_val_loss") for run in runs], format_number, min))
+    rows.append(_metric_row("best val acc", [run.get("best_val_acc") for run in runs], format_percent, max))
     macro_f1 = [store.latest_metrics(run["id"], VAL_MACRO_F1).get(VAL_MACRO_F1, (None, None))[1] for run in runs]
     if any(value is not None for value in macro_f1):
-        _add_metric_row(table, "final macro F1", macro_f1, lambda v: format_number(v, ".4f"), max)
+        rows.append(_metric_row("final macro F1", macro_f1, lambda v: format_number(v, ".4f"), max))
     dead = [{key: value for key, (_step, value) in store.latest_metrics(run["id"], "dead/").items()}
             for run in runs]
     for key in sorted(set().union(*dead)):
         # Fewer dead units is better: the lowest final fraction is the one highlighted.
-        _add_metric_row(table, f"final {key}", [layers.get(key) for layers in dead], format_percent, min)
-    table.add_row("steps", *(str(run.get("step") or 0) for run in runs))
-    table.add_row("duration", *(format_duration(run_duration(run)) for run in runs))
-    return table
+        rows.append(_metric_row(f"final {key}", [layers.get(key) for layers in dead], format_percent, min))
+    rows.append(("steps", [Text(str(run.get("step") or 0)) for run in runs]))
+    rows.append(("duration", [Text(format_duration(run_duration(run))) for run in runs]))
+    return rows, outcomes_from
+
+
+def _metric_row(label: str, values: list, fmt, best) -> tuple[str, list[Text]]:
+    """Metric cells; the best finite value (by `best`, min or max) is highlighted when comparing 2+ runs."""
+    finite = [value for value in values if value is not None and math.isfinite(value)]
+    best_value = best(finite) if best is not None and len(values) > 1 and finite else None
+    return label, [Text(fmt(value), style=BEST_STYLE if best_value is not None and value == best_value else "")
+                   for value in values]
 
 
 def _add_metric_row(table: Table, label: str, values: list, fmt, best) -> None:
-    """A row of metric cells; the best finite value (by `best`, min or max) is highlighted when comparing 2+ runs."""
-    finite = [value for value in values if value is not None and math.isfinite(value)]
-    best_value = best(finite) if best is not None and len(values) > 1 and finite else None
-    cells = [Text(fmt(value), style=BEST_STYLE if best_value is not None and value == best_value else "")
-             for value in values]
-    table.add_row(label, *cells)
+    table.add_row(*_metric_row(label, values, fmt, best)[:1], *_metric_row(label, values, fmt, best)[1])
 

@@ -137,7 +137,7 @@ def test_render_compare(store):
     runs = store.resolve(run_ids)
     table = render_compare(store, runs)
     text = render(table)
-    assert "compare t-1" in text and [f"#{i}" for i in (1, 2, 3)] == [str(c.header) for c in table.columns[1:]]
+    assert "compare t-1" in text and run_ids == [str(c.header) for c in table.columns[1:]]  # ids, not #1
     for expected in ("optimizer.lr", "net.hidden", "status", "completed", "final train loss",
                      "best val loss", "best val acc", "final dead/dense0", "final dead/dense1", "steps", "duration"):
         assert expected in text, expected
@@ -161,3 +161,50 @@ def test_latest_metrics(store):
     add_run_metrics(store, run_id, 0.0, 0.4)
     latest = store.latest_metrics(run_id, "dead/")
     assert latest == {"dead/dense0": (200, pytest.approx(0.4)), "dead/dense1": (200, pytest.approx(0.2))}
+
+
+def test_compare_of_many_runs_turns_to_one_row_per_run_and_never_cuts_a_value(tmp_path):
+    """Six runs side by side do not fit 80 columns (ids and values were cut to "playgro…", "0.9…"): the table
+    turns to one row per run, and leaves out the least telling columns until every value fits."""
+    import io
+
+    from rich.console import Console
+
+    from conftest import create_runs
+
+    store, run_ids = create_runs(tmp_path / "runs", {"train": {"epochs": 1}, "grid": {
+        "net.hidden": [[2], [4], [32]], "net.activation": ["relu", "tanh"]}}, "playground")
+    for i, run_id in enumerate(run_ids):
+        store.finish_run(run_id, "completed", train_loss=0.123456789 / (i + 1), best_val_acc=0.5 + i / 20)
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(render_compare(store, store.resolve(run_ids), weights=True, console=console))
+    text = console.file.getvalue()
+    lines = text.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines) and "…" not in text, text
+    assert lines[1].split()[:3] == ["run", "hidden", "activation"]
+    assert [line.split()[0] for line in lines[2:8]] == run_ids  # ids whole, one row each
+    wide = Console(file=io.StringIO(), width=200, color_system=None)
+    wide.print(render_compare(store, store.resolve(run_ids[:2]), console=wide))
+    assert run_ids[0] in wide.file.getvalue().splitlines()[2]  # two runs fit: ids as column headers
+
+
+def test_the_final_table_of_mxdash_run_fits_80_columns_without_cutting_a_value(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from conftest import create_runs
+    from experiments.cli import final_table
+
+    store, run_ids = create_runs(tmp_path / "runs", {"train": {"epochs": 1}, "grid": {
+        "net.hidden": [[2], [4], [32]], "net.activation": ["relu", "tanh"], "optimizer.lr": [0.01, 0.003]}},
+        "playground")
+    for i, run_id in enumerate(run_ids):
+        store.finish_run(run_id, "completed", train_loss=0.912345 / (i + 1), best_val_acc=0.5 + i / 40)
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(final_table(store.list_runs(), 80))
+    text = console.file.getvalue()
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines()), text
+    header = next(line for line in text.splitlines() if "run" in line and "status" in line)
+    assert [word for word in header.replace("┃", " ").split()][:4] == ["run", "lr", "hidden", "activation"]
+    assert "0.9123" in text and "playground-1.12" in text
