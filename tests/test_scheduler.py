@@ -325,3 +325,20 @@ def test_gpu_slots_are_assigned_one_per_run_and_reused_when_a_run_ends(tmp_path,
     scheduler.child_ended(1001, 0)  # the first run's worker exits: its GPU is free again
     scheduler.start_queued()
     assert forked[2] == (run_ids[2], [0])
+
+
+def test_each_run_trains_with_the_openmp_threads_it_was_planned_with(tmp_path):
+    """Runs planned with the scheduler's thread count are forked from it; a run that asks for another count gets
+    a fresh process with that count set before mxnet is imported (a fork would keep the parent's)."""
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "threads", epochs=1, grid='"train.threads" = [1, 2]')
+    result = cli("run", path, "--parallel", "2", "--runs-dir", runs_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = Store(runs_dir)
+    assert [store.get_run(f"threads-1.{i}")["threads"] for i in (1, 2)] == [1, 2]
+    log = next((runs_dir / "_scheduler").glob("scheduler-*.log")).read_text()
+    assert "OMP_NUM_THREADS=1" in log and "forked threads-1.1" in log and "spawned (2 threads) threads-1.2" in log
+    for i, threads in ((1, 1), (2, 2)):
+        started = next(line for line in store.log_path(f"threads-1.{i}").read_text().splitlines()
+                       if line.startswith("starting"))
+        assert started.endswith(f"{threads} threads"), started
