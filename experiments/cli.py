@@ -178,6 +178,13 @@ def problem_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
+def format_loss(value) -> str:
+    """0.1234, or 6.12e+09 for a diverged run's loss (not 6120195276.8000)."""
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}"
+
+
 def final_table(runs: list[dict], width: int = 80):
     """The table `mxdash run` ends with: each run, the config keys that vary across the sweep (optimizer and lr
     first), and how it ended. Boxed when that fits `width`; else without a box, then without the time column; a
@@ -212,7 +219,7 @@ def _final_table(runs: list[dict], boxed: bool, with_time: bool):
         if run["status"] == "diverged" and run.get("diverged_step"):
             status.append(f" @{run['diverged_step']}")
         cells.append([run["id"], *[f"{flat[k]:g}" if isinstance(flat[k], float) else str(flat[k]) for k in axes],
-                      f"{run['train_loss']:.4f}" if run["train_loss"] is not None else "—",
+                      format_loss(run["train_loss"]),
                       f"{run['best_val_acc']:.3f}" if run["best_val_acc"] is not None else "—", status,
                       *([format_duration(run_duration(run))] if with_time else [])])
     columns = ["run", *[headers.get(k, k.split(".")[-1]) for k in axes], "loss", "best acc", "status"]
@@ -358,7 +365,7 @@ def ls_cells(run: dict) -> tuple[str, ...]:
     return (run["id"], run["net"] or "—", f"{run['params']:,}" if isinstance(run.get("params"), int) else "—",
             run["optimizer"] or "—", f"{run['lr']:.3g}" if run["lr"] is not None else "—", run["shown_status"],
             f"{run['step'] or 0} st" if lrfind else f"{run['epoch'] or 0:.1f}/{run['epochs']}",
-            f"{run['train_loss']:.4f}" if run["train_loss"] is not None and not lrfind else "—",
+            format_loss(run["train_loss"]) if not lrfind else "—",
             f"{run['best_val_acc']:.3f}" if run["best_val_acc"] is not None else "—")
 
 
