@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from experiments import cluster
+from experiments.cluster import ClusterError
 from experiments.store import ACTIVE, STATUSES, Store, StoreError, default_runs_dir
 
 EXIT_BAD_INPUT = 2
@@ -37,14 +39,22 @@ def cmd_run(args) -> int:
     from experiments.config import load_experiment
     from experiments.lifecycle import plan_parallelism, start_scheduler
 
+    if args.address and args.cluster != "ray":
+        raise UsageError("--address needs --cluster ray")
     name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
+    if args.cluster == "ray":  # Ray installed, the cluster reachable and able to hold the runs: else exit 2
+        address, resources = cluster.probe(args.address)
+        cluster.check_feasible(runs, resources, args.per_gpu)
     if args.dry_run:
         return print_plan(args, name, runs)
     store = Store(args.runs_dir, create=True)
     parallel, _threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)  # the scheduler sets threads
     exp_id, run_ids = store.create_experiment(name, str(args.file), raw, raw.get("grid", {}), runs,
                                               parallel=parallel, per_gpu=args.per_gpu)
-    scheduler = start_scheduler(store, run_ids, parallel, args.per_gpu, exp_id)
+    if args.cluster == "ray":
+        scheduler = cluster.start_cluster_scheduler(store, run_ids, address, args.parallel, args.per_gpu, exp_id)
+    else:
+        scheduler = start_scheduler(store, run_ids, parallel, args.per_gpu, exp_id)
     if args.json:
         print(json.dumps({"experiment": exp_id, "runs": run_ids}))
         if args.detach:
@@ -71,7 +81,7 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
     """Follow the runs in the store with one progress bar per run; Ctrl-C stops them cleanly."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from experiments.lifecycle import request_stop
+    from experiments.cluster import request_stop  # local runs: lifecycle's; Ray runs: the store's request only
     from experiments.report import status_style
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -222,7 +232,7 @@ def cmd_export(args) -> int:
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
 def cmd_stop(args) -> int:
-    from experiments.lifecycle import request_stop
+    from experiments.cluster import request_stop  # local runs: lifecycle's; Ray runs: the store's request only
 
     store = open_store(args)
     runs = [r for r in store.resolve(args.runs) if r["status"] in ACTIVE]
@@ -241,8 +251,6 @@ def cmd_stop(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from experiments.lifecycle import start_scheduler
-
     store = open_store(args)
     runs = store.resolve(args.runs)
     resumable = [r for r in runs if r["status"] in ("stopped", "lost", "failed")]
@@ -252,10 +260,11 @@ def cmd_resume(args) -> int:
                   file=sys.stderr)
     if not resumable:
         return EXIT_BAD_INPUT if len(runs) == 1 else 0
+    plan = cluster.plan_resume(resumable, args.cluster, args.address)  # where each run ran, or --cluster; exit 2
     for run in resumable:
         store.requeue(run["id"])
     run_ids = [r["id"] for r in resumable]
-    scheduler = start_scheduler(store, run_ids, args.parallel, 1, f"resume-{run_ids[0]}")
+    scheduler = cluster.start_resumed(store, plan, args.parallel)
     print(f"resuming {', '.join(run_ids)} from the last checkpoint")
     if args.wait:
         return watch(store, resumable[0]["experiment_id"], run_ids, scheduler)
@@ -281,6 +290,12 @@ def cmd_gc(args) -> int:
     store.delete_runs([r["id"] for r in runs])
     print(f"deleted {len(runs)} runs and their files")
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from experiments.doctor import main as doctor_main
+
+    return doctor_main(json_output=args.json)
 
 
 def cmd_tui(args) -> int:
@@ -310,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-gpu", type=int, default=1, help="runs sharing one GPU")
     p.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     p.add_argument("--dry-run", action="store_true", help="validate and print the runs, create nothing")
+    p.add_argument("--cluster", choices=("local", "ray"), default="local",
+                   help="where runs train: this machine (default) or a Ray cluster")
+    p.add_argument("--address", help="with --cluster ray: auto (the `ray start` cluster, default), HOST:PORT, or "
+                                     "local (a private Ray instance on this machine)")
 
     p = command("ls", cmd_ls, "list runs with live statuses")
     p.add_argument("--status")
@@ -330,12 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+")
     p.add_argument("--parallel", type=int)
     p.add_argument("--wait", action="store_true", help="follow the resumed runs until they end")
+    p.add_argument("--cluster", choices=("local", "ray"), help="where to resume (default: where each run ran)")
+    p.add_argument("--address", help="with --cluster ray: auto, HOST:PORT or local")
     p = command("gc", cmd_gc, "delete runs and their files (default: failed, lost, stopped, diverged)",
                 json_flag=False)
     p.add_argument("runs", nargs="*")
     p.add_argument("--status", action="append", choices=STATUSES)
     p.add_argument("--yes", action="store_true", help="really delete")
     command("tui", cmd_tui, "open the dashboard (also: plain `mxdash`)", json_flag=False)
+    p = command("doctor", cmd_doctor, "what this machine can run: Python, MXNet build, GPUs, Ray")
     return parser
 
 
@@ -352,7 +374,7 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     try:
         return args.func(args)
-    except (ConfigError, StoreError, UsageError) as e:
+    except (ConfigError, StoreError, UsageError, ClusterError) as e:
         print(f"mxdash {args.command}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

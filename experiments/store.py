@@ -44,6 +44,8 @@ RUN_COLUMNS = {
     "error": "TEXT", "traceback": "TEXT", "diverged_step": "INTEGER",
     "summary": "TEXT", "versions": "TEXT", "git_commit": "TEXT",
     "stop_requested": "INTEGER DEFAULT 0",
+    # runs on Ray (experiments/cluster.py): `ray:ADDRESS` they run on, the node of the current attempt, its token
+    "cluster": "TEXT", "node": "TEXT", "cluster_task": "TEXT",
 }
 JSON_COLUMNS = ("config", "summary", "versions")
 
