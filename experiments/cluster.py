@@ -45,6 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from experiments.devices import parse_device, visible_gpu_count
@@ -86,7 +87,7 @@ def label_address(label: str | None) -> str | None:
 
 def resolve_address(address: str | None) -> str:
     """`local`, or the GCS HOST:PORT that `auto` / RAY_ADDRESS / HOST:PORT mean. Raises ClusterError."""
-    ray = import_ray()
+    import_ray()  # ClusterError without the extra
     address = address or "auto"
     if address == LOCAL:
         return LOCAL
@@ -95,18 +96,20 @@ def resolve_address(address: str | None) -> str:
                            "the cluster (the machine that keeps the runs directory) with --address auto or HOST:PORT")
     from ray._private.services import canonicalize_bootstrap_address_or_die
 
-    try:
+    try:  # what ray.init will dial: RAY_ADDRESS / `ray start`'s record for auto, loopback rewritten to this node's IP
         resolved = canonicalize_bootstrap_address_or_die(address)
     except (ConnectionError, ValueError) as e:
         raise ClusterError(f"no Ray cluster found for --address {address} ({first_sentence(str(e))}); start one "
-                           "with `ray start --head --port 6379`, or use --address local for a private instance"
-                           ) from None
+                           "with `ray start --head --port 6379`, or use --address local") from None
     host, _, port = resolved.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
     except (OSError, ValueError) as e:
-        raise ClusterError(f"no Ray cluster answers at {resolved} (--address {address}): {e}; start one with "
-                           "`ray start --head --port 6379`, or use --address local") from None
+        loopback = address.split(":")[0] in ("127.0.0.1", "localhost")
+        raise ClusterError(f"no Ray cluster answers at {resolved} (--address {address}): {e}"
+                           + ("; Ray dials this machine's IP for a loopback address, so start the head without "
+                              "--node-ip-address 127.0.0.1" if loopback else
+                              "; start one with `ray start --head --port 6379`, or use --address local")) from None
     return resolved
 
 
@@ -398,6 +401,7 @@ class RemoteStore:
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._trainer_thread = threading.current_thread()
+        self._getter = ThreadPoolExecutor(1, thread_name_prefix="mxdash-store")
         self._shipped: bytes | None = None
         self._node_facts: dict | None = None
         self.last_call = 0.0
@@ -430,11 +434,18 @@ class RemoteStore:
             lines, self._lines = self._lines, []
         facts = self._node_facts_for(args) if name in CLAIM_METHODS else None
         self.last_call = time.monotonic()
-        result = self._ray.get(self._writer.call.remote(self._run_id, self._attempt, name, args, kwargs, lines,
-                                                        checkpoint, facts))
+        result = self._get(self._writer.call.remote(self._run_id, self._attempt, name, args, kwargs, lines,
+                                                    checkpoint, facts))
         if checkpoint:
             self._shipped = checkpoint[CHECKPOINT]
         return result
+
+    def _get(self, ref):
+        """ray.get, but never from the task's main thread: there Ray counts the task as blocked and lends its CPUs
+        to another task (measured: a third run started on two 1-CPU nodes). From another thread it does not."""
+        if threading.current_thread() is not self._trainer_thread:
+            return self._ray.get(ref)
+        return self._getter.submit(self._ray.get, ref).result()
 
     def _node_facts_for(self, args: tuple) -> dict:
         from experiments.store import process_start_time
@@ -455,7 +466,7 @@ class RemoteStore:
 
     def receive_checkpoint(self) -> int | None:
         """Copy the head's checkpoint of this run into the scratch folder (a resume). Returns its step."""
-        files = self._ray.get(self._writer.fetch_checkpoint.remote(self._run_id, self._attempt))
+        files = self._get(self._writer.fetch_checkpoint.remote(self._run_id, self._attempt))
         if not files:
             return None
         for name, data in files.items():
@@ -467,7 +478,10 @@ class RemoteStore:
         with self._lock:
             lines, self._lines = self._lines, []
         if lines:
-            self._ray.get(self._writer.append_log.remote(self._run_id, lines))
+            self._get(self._writer.append_log.remote(self._run_id, lines))
+
+    def close(self) -> None:
+        self._getter.shutdown(wait=True)  # Ray reuses this process for later runs: leave no thread behind
 
 
 def omp_threads() -> int | None:
@@ -505,6 +519,7 @@ def train_on_node(writer, run_id: str, attempt: str, gpu_ids: list[int] | None, 
         try:
             store.flush_log()
         finally:
+            store.close()
             shutil.rmtree(scratch, ignore_errors=True)
 
 
