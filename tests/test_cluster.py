@@ -239,3 +239,22 @@ def test_without_ray_cluster_ray_is_one_clear_line_and_exit_2(tmp_path):
         'mxdash run: --cluster ray needs Ray, which is not installed here: pip install -e ".[cpu,cluster]"  '
         '(on every node; or: pip install "ray==2.60.0")']
     assert not (tmp_path / "runs").exists()
+
+
+def test_each_run_gets_its_planned_openmp_threads_in_reused_workers(tmp_path):
+    """`--address local`: a private Ray instance with this machine's cores. Ray reuses worker processes, and MXNet
+    reads OMP_NUM_THREADS only at import: each run must still train with the thread count planned for it
+    (measured inside the worker with libgomp's omp_get_max_threads)."""
+    runs_dir = tmp_path / "runs"
+    path = experiment(tmp_path, "threads", epochs=1, grid='"train.threads" = [1, 2, 1, 2]')
+    result = cli("run", path, "--cluster", "ray", "--address", "local", "--runs-dir", runs_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = Store(runs_dir)
+    seen = []
+    for run in store.list_runs():
+        planned = run["config"]["train"]["threads"]
+        log = store.log_path(run["id"]).read_text()
+        assert f"OpenMP threads {planned} (planned {planned})" in log, log[:300]
+        seen.append(planned)
+        assert run["status"] == "completed" and run["cluster"] == "ray:local"
+    assert seen == [1, 2, 1, 2]
