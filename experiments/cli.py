@@ -49,6 +49,8 @@ def cmd_run(args) -> int:
         return print_plan(args, name, runs)
     store = Store(args.runs_dir, create=True)
     parallel, _threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)  # the scheduler sets threads
+    if args.cluster == "ray":
+        parallel = cluster.planned_parallel(len(runs), resources, args.parallel)
     exp_id, run_ids = store.create_experiment(name, str(args.file), raw, raw.get("grid", {}), runs,
                                               parallel=parallel, per_gpu=args.per_gpu)
     if args.cluster == "ray":

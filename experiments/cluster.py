@@ -119,10 +119,27 @@ def connect(address: str, num_cpus: int | None = None):
 
     ray = import_ray()
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR, namespace="mxdash")
+    if address != LOCAL:
+        use_cluster_token()
     if address == LOCAL:
         return ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=visible_gpu_count(),
                         include_dashboard=False, **quiet)
     return ray.init(address=address, **quiet)
+
+
+def use_cluster_token() -> None:
+    """Ray 2.60 turns token authentication on for a cluster started (`ray start --head`) where ~/.ray/auth_token
+    exists (any earlier local `ray.init()` writes one), but a driver joining it sends no token unless RAY_AUTH_MODE
+    is set: measured, ray.init(address=...) then retries for ~20 s and fails "InvalidAuthToken". Like the head, use
+    the token when there is one and the user did not choose a mode."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    import logging
+
+    from ray._private.authentication import authentication_token_setup as setup
+
+    logging.getLogger(setup.__name__).setLevel(logging.ERROR)  # its "token auth is enabled" notice, on every run
+    setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def cluster_resources(ray) -> dict:
@@ -160,6 +177,12 @@ def probe(address: str | None) -> tuple[str, dict]:
 def plan_threads(n_runs: int, resources: dict) -> int:
     """OpenMP threads (= CPUs asked of Ray) per CPU run: the cluster's cores split over the runs, at most one node."""
     return max(1, min(resources["min_node_cpus"], resources["cpus"] // max(n_runs, 1)))
+
+
+def planned_parallel(n_runs: int, resources: dict, parallel: int | None = None) -> int:
+    """CPU runs the cluster trains at once (what `mxdash run` reports and the experiment records)."""
+    fits = max(1, resources["cpus"] // plan_threads(n_runs, resources))
+    return max(1, min(n_runs, parallel or fits, fits))
 
 
 def run_request(config: dict, threads: int, per_gpu: int, resources: dict) -> dict:
