@@ -120,26 +120,36 @@ def connect(address: str, num_cpus: int | None = None):
     ray = import_ray()
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR, namespace="mxdash")
     if address != LOCAL:
-        use_cluster_token()
+        use_cluster_token(address)
     if address == LOCAL:
         return ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=visible_gpu_count(),
                         include_dashboard=False, **quiet)
     return ray.init(address=address, **quiet)
 
 
-def use_cluster_token() -> None:
-    """Ray 2.60 turns token authentication on for a cluster started (`ray start --head`) where ~/.ray/auth_token
-    exists (any earlier local `ray.init()` writes one), but a driver joining it sends no token unless RAY_AUTH_MODE
-    is set: measured, ray.init(address=...) then retries for ~20 s and fails "InvalidAuthToken". Like the head, use
-    the token when there is one and the user did not choose a mode."""
-    if os.environ.get("RAY_AUTH_MODE") is not None:
+def use_cluster_token(address: str) -> None:
+    """Ray 2.60 turns token authentication on for a cluster started with `ray start --head` on a machine where
+    ~/.ray/auth_token exists (any earlier local `ray.init()` writes one), but a driver joining it sends no token
+    unless RAY_AUTH_MODE=token: measured, ray.init(address=...) then retries ~20 s and fails "InvalidAuthToken".
+    Sending a token to a cluster without authentication breaks it the other way (actors "cancelled before they
+    started"). So ask the cluster: one GCS call without a token answers at once, or says it wants one."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:  # the user chose
         return
     import logging
 
     from ray._private.authentication import authentication_token_setup as setup
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
 
+    try:
+        GcsClient(address=address).get_all_node_info(timeout=10)
+        return  # no authentication
+    except AuthenticationError:
+        pass
     logging.getLogger(setup.__name__).setLevel(logging.ERROR)  # its "token auth is enabled" notice, on every run
-    setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    if not setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False):
+        raise ClusterError(f"the Ray cluster at {address} wants an authentication token and this machine has none: "
+                           "copy the head's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN)")
 
 
 def cluster_resources(ray) -> dict:
