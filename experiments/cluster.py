@@ -37,6 +37,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -122,7 +123,9 @@ def connect(address: str, num_cpus: int | None = None):
     if address != LOCAL:
         use_cluster_token(address)
     if address == LOCAL:
-        return ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=visible_gpu_count(),
+        # address="local": a new instance even when another cluster runs here (ray.init() alone would join the
+        # one `ray start` recorded)
+        return ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=visible_gpu_count(),
                         include_dashboard=False, **quiet)
     return ray.init(address=address, **quiet)
 
@@ -344,9 +347,10 @@ class ClusterScheduler:
 def ray_reason(error: Exception) -> str:
     """Ray's own words for why a task died, without the advice paragraphs: `NodeDiedError: Task failed because the
     node it was running on is dead or unavailable. Node IP: 10.0.0.2, node ID: 6f3c...`."""
-    cause = getattr(error, "cause", None)
-    name = type(cause if isinstance(cause, Exception) else error).__name__
-    text = " ".join(str(error).split())
+    cause = getattr(error, "cause", None)  # RayTaskError: the exception raised in the task (its str is a traceback)
+    error = cause if isinstance(cause, Exception) else error
+    name = type(error).__name__
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
     for cut in (" This can happen", " Check python-core-worker", " To see", " Refer to the documentation",
                 " Set the environment variable"):
         text = text.split(cut)[0]

@@ -105,3 +105,18 @@ def test_resources_a_run_asks_for():
     assert cluster.run_request(cfg("gpu:2,3"), 1, 1, gpu_cluster) == {"num_cpus": 1, "num_gpus": 2, "gpu_ids": [0, 1]}
     assert "largest node has 2" in cluster.infeasible({"num_cpus": 3, "num_gpus": 0}, cpu_cluster)
     assert "at most 2" in cluster.infeasible({"num_cpus": 1, "num_gpus": 3}, gpu_cluster)
+
+
+def test_ray_reason_of_a_task_error_is_its_cause():
+    class ActorDiedError(Exception):
+        pass
+
+    class RayTaskError(Exception):
+        def __init__(self, cause):
+            super().__init__("\x1b[36mray::mxdash t-1.1()\x1b[39m (pid=1) File ... traceback")
+            self.cause = cause
+
+    error = RayTaskError(ActorDiedError("The actor died unexpectedly before finishing this task.\n\tclass_name: "
+                                        "StoreWriter"))
+    assert cluster.ray_reason(error) == ("ActorDiedError: The actor died unexpectedly before finishing this task. "
+                                         "class_name: StoreWriter")
