@@ -258,3 +258,21 @@ def test_each_run_gets_its_planned_openmp_threads_in_reused_workers(tmp_path):
         seen.append(planned)
         assert run["status"] == "completed" and run["cluster"] == "ray:local"
     assert seen == [1, 2, 1, 2]
+
+
+def test_resume_of_a_cluster_run_whose_cluster_is_gone_changes_nothing(runs_dir):
+    import socket
+
+    from conftest import create_runs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    raw = {"data": {"name": "digits"}, "net": {"name": "mlp", "hidden": [8]},
+           "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"epochs": 1}}
+    store, (run_id,) = create_runs(runs_dir, raw)
+    store.update_run(run_id, cluster=f"ray:127.0.0.1:{port}")
+    store.finish_run(run_id, "lost", error="lost on node x: NodeDiedError")
+    result = cli("resume", run_id, "--runs-dir", runs_dir)
+    assert result.returncode == 2 and "no Ray cluster answers" in result.stderr
+    assert store.get_run(run_id)["status"] == "lost"  # not requeued: nothing would ever start it
