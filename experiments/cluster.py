@@ -51,7 +51,7 @@ from pathlib import Path
 
 from experiments.devices import parse_device, visible_gpu_count
 from experiments.metrics import ACTIVE, LOST, QUEUED, RUNNING
-from experiments.store import Store
+from experiments.store import RUN_COLUMNS, Store
 
 INSTALL_HINT = 'pip install -e ".[cpu,cluster]"  (on every node; or: pip install "ray==2.60.0")'
 CHECKPOINT = "checkpoint.json"  # = experiments.train.CHECKPOINT (train imports mxnet; the head's writer must not)
@@ -305,7 +305,10 @@ class ClusterScheduler:
             self.end_unstarted(run_id, "failed", f"no node of the Ray cluster can run it: {reason}")
             return None
         token = uuid.uuid4().hex[:12]
-        self.store.update_run(run_id, cluster=self.label, cluster_task=token, node=None)
+        fields = {"cluster": self.label, "cluster_task": token, "node": None}
+        if "threads" in RUN_COLUMNS and not run.get("threads"):  # issue 8's column: a resume keeps the plan
+            fields["threads"] = threads
+        self.store.update_run(run_id, **fields)
         ref = task.options(num_cpus=request["num_cpus"], num_gpus=request["num_gpus"], max_retries=0,
                            name=f"mxdash {run_id}",
                            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}}).remote(
