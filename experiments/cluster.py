@@ -389,9 +389,10 @@ class StoreWriter:
         return result
 
     def check_owner(self, run_id: str, attempt: str) -> None:
-        row = self.store.conn.execute("SELECT cluster_task FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None or row[0] != attempt:
-            raise StaleAttempt(f"{run_id}: attempt {attempt} no longer owns the run (now {row[0] if row else 'gone'})")
+        run = self.store.get_run(run_id)
+        if run is None or run["cluster_task"] != attempt:
+            raise StaleAttempt(f"{run_id}: attempt {attempt} no longer owns the run "
+                               f"(now {run['cluster_task'] if run else 'gone'})")
 
     def append_log(self, run_id: str, lines: list[str]) -> None:
         path = self.store.log_path(run_id)
