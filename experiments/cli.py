@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from experiments import cluster
+from experiments.cluster import ClusterError
 from experiments.metrics import ACTIVE, DISPLAY_STATUSES, RESUMABLE, STATUSES, display_status
 from experiments.store import Store, StoreError, default_runs_dir
 
@@ -74,17 +76,32 @@ def cmd_run(args) -> int:
     from experiments.config import load_experiment
     from experiments.lifecycle import launch_scheduler, new_scheduler, plan_parallelism
 
+    if args.address and args.cluster != "ray":
+        raise UsageError("--address needs --cluster ray")
+    if args.cluster == "ray":  # Ray installed and the cluster reachable (else exit 2), before the file is read:
+        address, resources = cluster.probe(args.address)  # threads are checked against its largest node
+        from experiments.config import set_thread_limit
+
+        set_thread_limit(resources["node_cpus"], "the cores of the Ray cluster's largest node")
     name, raw, runs = load_experiment(args.file, args.set)  # ConfigError -> exit 2, nothing created
+    if args.cluster == "ray":  # a node able to hold every run: else exit 2
+        cluster.check_feasible(runs, resources, args.per_gpu)
     if args.dry_run:
         check_runs_dir(args.runs_dir)  # what `run` would refuse, without creating it
         return print_plan(args, name, runs)
     store = create_store(args)
     parallel, threads = plan_parallelism(len(runs), args.parallel, args.per_gpu)
+    if args.cluster == "ray":  # Ray places the runs: the cluster's cores decide threads and runs at a time
+        threads = cluster.plan_threads(len(runs), resources)
+        parallel = cluster.planned_parallel(len(runs), resources, args.parallel)
     scheduler_id = new_scheduler(store, threads, parallel)
     exp_id, run_ids = store.create_experiment(name, str(args.file), raw, raw.get("grid", {}), runs,
                                               parallel=parallel, per_gpu=args.per_gpu, threads=threads,
                                               scheduler_id=scheduler_id)
-    scheduler = launch_scheduler(store, scheduler_id, parallel, threads, args.per_gpu)
+    if args.cluster == "ray":
+        scheduler = cluster.start_cluster_scheduler(store, scheduler_id, address, args.parallel, args.per_gpu)
+    else:
+        scheduler = launch_scheduler(store, scheduler_id, parallel, threads, args.per_gpu)
     if args.json:
         print(json.dumps({"experiment": exp_id, "runs": run_ids}))
         if args.detach:
@@ -112,7 +129,8 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
     run failed or was lost, and says what happened to the scheduler when it died with runs still queued."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from experiments.lifecycle import describe_exit, request_stop
+    from experiments.cluster import request_stop  # local runs: lifecycle's; Ray runs: the store's request only
+    from experiments.lifecycle import describe_exit
     from experiments.report import status_style
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -449,7 +467,7 @@ def cmd_export(args) -> int:
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
 def cmd_stop(args) -> int:
-    from experiments.lifecycle import request_stop
+    from experiments.cluster import request_stop  # local runs: lifecycle's; Ray runs: the store's request only
 
     store = open_store(args)
     runs = [r for r in store.resolve(args.runs) if r["status"] in ACTIVE]
@@ -491,11 +509,14 @@ def cmd_resume(args) -> int:
                 refused.append(f"{run['id']}: {str(e).replace('RUN', run['id'])}")
                 continue
         resumable.append(run)
+    # where each run goes back to (where it ran, or --cluster): Ray targets are probed first, exit 2 on failure
+    plan = cluster.plan_resume(resumable, args.cluster, args.address) if resumable else {}
+    targets = {run_id: address for address, ids in plan.items() for run_id in ids}
     started: list[str] = []
-    by_threads: dict[int, list[dict]] = {}
+    groups: dict[tuple, list[dict]] = {}
     for run in resumable:  # results depend on the OpenMP thread count: each run resumes with the one it had
-        by_threads.setdefault(run.get("threads") or (os.cpu_count() or 1), []).append(run)
-    for threads, group in by_threads.items():
+        groups.setdefault((targets.get(run["id"]), run.get("threads") or (os.cpu_count() or 1)), []).append(run)
+    for (address, threads), group in groups.items():
         parallel = max(1, min(args.parallel or (os.cpu_count() or 1) // threads or 1, len(group)))
         scheduler_id = new_scheduler(store, threads, parallel)
         won = []
@@ -512,7 +533,12 @@ def cmd_resume(args) -> int:
             for run_id in won:
                 discard_checkpoint(store.run_dir(run_id))
                 store.update_run(run_id, checkpoint_step=None)
-        launch_scheduler(store, scheduler_id, parallel, threads)
+        if address is None:
+            for run_id in won:  # home again (or never away): stop, resume and the reaper treat it as local
+                store.update_run(run_id, cluster=None, cluster_task=None, node=None)
+            launch_scheduler(store, scheduler_id, parallel, threads)
+        else:
+            cluster.start_cluster_scheduler(store, scheduler_id, address, args.parallel, 1)
         started.extend(won)
     for line in skipped:
         print(f"not resumed: {line}")
@@ -547,6 +573,12 @@ def cmd_gc(args) -> int:
     store.delete_runs([r["id"] for r in runs])
     print(f"deleted {len(runs)} runs and their files")
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from experiments.doctor import main as doctor_main
+
+    return doctor_main(json_output=args.json)
 
 
 def cmd_tui(args) -> int:
@@ -604,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-gpu", type=positive_int, default=1, help="runs sharing one GPU")
     p.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
     p.add_argument("--dry-run", action="store_true", help="validate and print the runs, create nothing")
+    p.add_argument("--cluster", choices=("local", "ray"), default="local",
+                   help="where runs train: this machine (default) or a Ray cluster")
+    p.add_argument("--address", help="with --cluster ray: auto (the `ray start` cluster, default), HOST:PORT, or "
+                                     "local (a private Ray instance on this machine)")
 
     p = command("lrfind", cmd_lrfind, "LR range test per optimizer of FILE's grid: suggests a learning rate")
     p.add_argument("file", type=Path)
@@ -636,12 +672,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-scratch", action="store_true",
                    help="restart from step 0, discarding the checkpoint (for a missing or damaged one)")
     p.add_argument("--wait", action="store_true", help="follow the resumed runs until they end")
+    p.add_argument("--cluster", choices=("local", "ray"), help="where to resume (default: where each run ran)")
+    p.add_argument("--address", help="with --cluster ray: auto, HOST:PORT or local")
     p = command("gc", cmd_gc, "delete runs and their files (default: failed, lost, stopped, diverged)",
                 json_flag=False)
     p.add_argument("runs", nargs="*")
     p.add_argument("--status", action="append", choices=STATUSES)
     p.add_argument("--yes", action="store_true", help="really delete")
     command("tui", cmd_tui, "open the dashboard (also: plain `mxdash`)", json_flag=False)
+    p = command("doctor", cmd_doctor, "what this machine can run: Python, MXNet build, GPUs, Ray")
     return parser
 
 
@@ -661,7 +700,7 @@ def main(argv=None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away surfaces here, not at exit
         return code
-    except (ConfigError, StoreError, UsageError, ExportError) as e:
+    except (ConfigError, StoreError, UsageError, ExportError, ClusterError) as e:
         print(f"mxdash {args.command}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

@@ -205,9 +205,26 @@ def _increasing_epochs(values) -> bool:
     return all(_is_int(v) and 1 <= v <= MAX_INT for v in values) and all(a < b for a, b in zip(values, values[1:]))
 
 
+# Where the runs will train: this machine by default; `mxdash run --cluster ray` sets the largest node's cores.
+THREAD_LIMIT: list = [None, "this machine's cores"]
+
+
+def set_thread_limit(cores: int | None, where: str = "this machine's cores") -> None:
+    THREAD_LIMIT[:] = [cores, where]
+
+
 def _threads_rule():
-    cores = os.cpu_count() or 1
-    return _int_in(0, cores), f"0 (automatic) or a thread count from 1 to {cores} (this machine's cores)"
+    def cores():
+        return THREAD_LIMIT[0] or os.cpu_count() or 1
+
+    class Expected(str):  # the message names the limit in force when it is shown
+        def __str__(self):
+            return f"0 (automatic) or a thread count from 1 to {cores()} ({THREAD_LIMIT[1]})"
+
+        def __format__(self, spec):
+            return format(str(self), spec)
+
+    return (lambda v: 0 <= v <= cores()), Expected("")
 
 
 # The range of every base key: key -> (accepts(value), what is expected). Types were checked against the defaults
@@ -418,6 +435,13 @@ def check_distinct(file, original: dict, raw: dict, overrides: list[str], planne
                                                         f"\"{section}\", it makes runs {first + 1} and {index + 1} "
                                                         f"identical; to run one {section}, replace the axis instead: "
                                                         f"--set 'grid.{section}=[{_inline_toml(example)}]'")
+        repeated = [(axis, value) for axis, values in raw.get("grid", {}).items() for value in values
+                    if sum(json.dumps(v, sort_keys=True) == json.dumps(value, sort_keys=True) for v in values) > 1]
+        if repeated:
+            axis, value = repeated[0]
+            raise ConfigError(file, f"grid.{axis}", f"lists {_inline_toml(value)} more than once: runs {first + 1} and "
+                                                    f"{index + 1} would train the same thing (for repeats, vary "
+                                                    "train.seed)")
         unused = [f"{section}.{key}" for section, table in planned[index].items()
                   for key in sorted(set(table) | set(planned[first][section]))
                   if table.get(key) != planned[first][section].get(key)]

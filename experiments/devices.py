@@ -67,6 +67,7 @@ def check_device(spec: str, gpu_count: int | None = None) -> None:
     kind, ids = parse_device(spec)
     if kind != "gpu":
         return
+    check_gpu_capability(ids)
     if gpu_count is None:
         gpu_count = mxnet_gpu_count() if visible_gpu_count() else 0
     if gpu_count == 0:
@@ -76,6 +77,16 @@ def check_device(spec: str, gpu_count: int | None = None) -> None:
     if missing:
         raise ValueError(f"device '{spec}' asks for GPU {missing[0]}, but only {gpu_count} GPU(s) are visible "
                          f"(gpu:0..gpu:{gpu_count - 1})")
+
+
+def check_gpu_capability(ids: list[int]) -> None:
+    """Refuse GPUs this MXNet build cannot run kernels on (Hopper/Blackwell with a 1.9.1 wheel, a CPU build on a GPU
+    machine), with the fix; `mxdash doctor` tells the same. No answer from NVML/nvidia-smi: nothing to refuse."""
+    from experiments.doctor import gpu_refusal
+
+    message = gpu_refusal(ids)
+    if message:
+        raise ValueError(message)
 
 
 def contexts(spec: str, gpu_ids: list[int] | None = None):

@@ -68,7 +68,7 @@ class RangeTest(Run):
                 writer.latest.update(step=self.step, epoch=epoch_float, train_loss=loss)
                 if self.step >= settings["steps"] or blew_up:
                     return self.finish(writer, curve, stopped_early=blew_up)
-                if self.stop.requested or (writer.due() and self.flush(writer)):
+                if self.stop.requested or self.stop_requested_in_store(writer):
                     writer.flush()
                     return "stopped"
 

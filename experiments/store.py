@@ -67,6 +67,8 @@ RUN_COLUMNS = {
     "progress_at": "REAL",            # last flush from the training loop itself (the heartbeat thread does not count)
     "checkpoint_step": "INTEGER",     # step of the last committed checkpoint (NULL: none was ever written)
     "kind": "TEXT DEFAULT 'train'",  # metrics.RUN_KINDS: 'train', or 'lrfind' (LR range test: experiments/range_test.py)
+    # runs on Ray (experiments/cluster.py): `ray:ADDRESS` they run on, the node of the current attempt, its token
+    "cluster": "TEXT", "node": "TEXT", "cluster_task": "TEXT",
 }
 JSON_COLUMNS = ("config", "summary", "versions")
 

@@ -181,6 +181,7 @@ class Run:
         self.data_ctx = self.ctxs[0] if len(self.ctxs) == 1 else mx.cpu()
         self.dir = store.run_dir(run_id)
         self.stop = stop or StopSignal()
+        self.next_stop_check = time.monotonic() + FLUSH_EVERY_S
 
         mx.random.seed(self.seed)
         np.random.seed(self.seed)
@@ -329,7 +330,7 @@ class Run:
                     window = self.window = LossWindow()
                 if self.step % self.probe_every == 0:
                     self.record_probe(writer)
-                if stop.requested or (writer.due() and self.flush(writer)):
+                if stop.requested or self.stop_requested_in_store(writer):
                     self.checkpoint(writer)
                     writer.flush()
                     return keys.STOPPED
@@ -429,6 +430,18 @@ class Run:
     def flush(self, writer: MetricWriter) -> bool:
         """Write buffered metrics; True when a stop was requested through the store."""
         writer.flush()
+        return self.store.stop_requested(self.run_id)
+
+    def stop_requested_in_store(self, writer: MetricWriter) -> bool:
+        """About once a second: flush when due, and read the store's stop flag (the only stop a run on another
+        machine gets). Timed on its own clock: the flushes before every epoch checkpoint reset the writer's, and
+        with sub-second epochs the flag was never read (a stopped run trained to the end)."""
+        now = time.monotonic()
+        if now < self.next_stop_check:
+            return False
+        self.next_stop_check = now + FLUSH_EVERY_S
+        if writer.due():
+            writer.flush()
         return self.store.stop_requested(self.run_id)
 
 

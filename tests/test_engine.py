@@ -198,3 +198,24 @@ def test_schedule_is_applied_and_recorded(runs_dir):
     before = [r[5] for r in rows if r[1] <= steps_per_epoch]
     after = [r[5] for r in rows if r[1] > steps_per_epoch + 1]
     assert before and after and max(before) == pytest.approx(0.1) and max(after) == pytest.approx(0.01)
+
+
+def test_a_stop_requested_through_the_store_alone_is_honoured_with_short_epochs(runs_dir):
+    """The only stop a run on another machine gets is the store's flag (no signal). Epochs here take well under a
+    second, and the flush before each epoch checkpoint used to reset the clock the flag was read on: the run
+    trained to the end."""
+    import threading
+    import time
+
+    store, (run_id,) = create_runs(runs_dir, {"train": {"epochs": 200, "batch_size": 16}})
+    reader = Store(runs_dir)
+
+    def stop_after_some_steps():
+        while (reader.get_run(run_id)["step"] or 0) < 50:
+            time.sleep(0.02)
+        reader.request_stop(run_id)
+
+    threading.Thread(target=stop_after_some_steps, daemon=True).start()
+    assert execute(store, run_id, log=QUIET) == "stopped"
+    run = store.get_run(run_id)
+    assert 50 <= run["step"] < run["total_steps"] // 2
