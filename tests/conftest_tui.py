@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,60 @@ async def refresh(pilot) -> None:
     """Poll now (as after ctrl+r) and wait for the result to be applied."""
     pilot.app.action_refresh()
     await settle(pilot)
+
+
+# -- stores filled by real training runs (the shipped experiment files, trained by the real engine) -----------------
+REAL_EXPERIMENTS = (  # (experiment file, overrides): dead_relu twice, the second with another seed (seed groups)
+    ("lr_sweep.toml", ()),
+    ("dead_relu.toml", ()),
+    ("dead_relu.toml", ("train.seed=1",)),
+)
+_REAL_STORES: dict[str, Path] = {}
+
+
+def _train_real_store(runs_dir: str) -> None:
+    """Create the REAL_EXPERIMENTS runs in `runs_dir` and train them one after another in this process."""
+    from experiments.config import load_experiment
+    from experiments.train import execute
+
+    project = Path(__file__).resolve().parent.parent
+    store = Store(runs_dir, create=True)
+    for file, overrides in REAL_EXPERIMENTS:
+        path = project / "experiments" / file
+        name, raw, runs = load_experiment(path, list(overrides))
+        _, run_ids = store.create_experiment(name, str(path), raw, raw.get("grid", {}), runs)
+        for run_id in run_ids:
+            execute(store, run_id, log=lambda line: None)
+    store.close()
+
+
+def real_store(tmp_path_factory) -> Path:
+    """The REAL_EXPERIMENTS trained once per test session (in a subprocess: the test process never imports
+    mxnet), ~10 s on 2 cores. Callers that write to it must copy it first (`copy_store`)."""
+    import subprocess
+    import sys
+
+    if "real" not in _REAL_STORES and os.environ.get("MXDASH_TEST_REAL_STORE"):
+        _REAL_STORES["real"] = Path(os.environ["MXDASH_TEST_REAL_STORE"])  # a store built before (iterating)
+    if "real" not in _REAL_STORES:
+        runs_dir = tmp_path_factory.mktemp("real-sweeps") / "runs"
+        here = Path(__file__).resolve().parent
+        code = f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parent)!r}]; " \
+               f"import conftest_tui; conftest_tui._train_real_store({str(runs_dir)!r})"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=600, cwd=here.parent)
+        _REAL_STORES["real"] = runs_dir
+    return _REAL_STORES["real"]
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """A consistent copy of a store's database (SQLite's online backup), without the run folders."""
+    import sqlite3
+
+    target.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(Path(source) / "mxdash.db")
+    dst = sqlite3.connect(target / "mxdash.db")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
