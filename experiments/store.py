@@ -390,6 +390,65 @@ class Store:
             (run_id, len(prefix), prefix)).fetchall()
         return {key: (step, value) for key, step, value in rows}
 
+    # -- dashboard reads ------------------------------------------------------------------------------------------
+    # Read-only queries for the dashboard's poller (tui/poller.py), each one indexed SELECT; none of them writes.
+    # Take them inside `read_snapshot()` so that runs and metrics come from one consistent state of the store.
+    def read_snapshot(self):
+        """A context manager: every read inside sees the same committed state (one deferred read transaction)."""
+        import contextlib  # here: this section stays self-contained
+
+        @contextlib.contextmanager
+        def snapshot():
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                try:
+                    self.conn.execute("COMMIT")
+                except sqlite3.Error:
+                    pass  # a read transaction has nothing to lose; never hide the reader's own exception
+
+        return snapshot()
+
+    def data_version(self) -> int:
+        """Changes whenever another connection committed (SQLite's PRAGMA data_version): unchanged means there is
+        nothing new to read."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def max_metric_id(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM metrics").fetchone()[0]
+
+    def run_signatures(self) -> dict[str, tuple]:
+        """Run id -> a cheap tuple that changes whenever the run's row changes (long text and JSON columns by
+        length), for every run: one narrow scan instead of decoding every row on every poll."""
+        long = set(JSON_COLUMNS) | {"traceback", "error", "gpus"}
+        columns = [row[1] for row in self.conn.execute("PRAGMA table_info(runs)")]
+        select = ", ".join(f"length({c})" if c in long else c for c in columns)
+        return {row[0]: tuple(row) for row in self.conn.execute(f"SELECT {select} FROM runs")}
+
+    def runs_by_ids(self, run_ids: list[str]) -> list[dict]:
+        """Whole run rows (JSON columns decoded) of these ids, in creation order; unknown ids are skipped."""
+        rows: list[dict] = []
+        for i in range(0, len(run_ids), 500):
+            part = run_ids[i:i + 500]
+            rows.extend(_row_to_run(r) for r in self.conn.execute(
+                f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(part))}) ORDER BY created, idx", part))
+        return rows
+
+    def metrics_after(self, after_id: int, limit: int) -> list[tuple]:
+        """Up to `limit` metric rows of all runs with id > `after_id`, in id order:
+        (id, run_id, step, epoch, wall, key, value)."""
+        return self.conn.execute(
+            "SELECT id, run_id, step, epoch, wall, key, value FROM metrics WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit)).fetchall()
+
+    def run_history(self, run_id: str, up_to_id: int) -> list[tuple]:
+        """Every metric row of one run with id <= `up_to_id`, in id order (the (run_id, id) index):
+        (id, run_id, step, epoch, wall, key, value)."""
+        return self.conn.execute(
+            "SELECT id, run_id, step, epoch, wall, key, value FROM metrics WHERE run_id = ? AND id <= ? ORDER BY id",
+            (run_id, up_to_id)).fetchall()
+
 
 class _WriteTxn:
     """A write transaction. Writers first queue on an flock: SQLite's busy handler sleeps with growing delays, so
@@ -427,3 +486,4 @@ class _WriteTxn:
     def _unlock(self):
         if self.lock_fd is not None:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+

@@ -159,11 +159,41 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
     return runs_dir
 
 
+def make_app(runs_dir, **kwargs):
+    """The dashboard on `runs_dir` with a frozen clock, a fixed machine probe, and no timer polls (tests poll with
+    `refresh`)."""
+    from tui.app import MxdashApp
+
+    kwargs.setdefault("clock", lambda: FROZEN_NOW)
+    kwargs.setdefault("machine_probe", FixedProbe())
+    kwargs.setdefault("poll_interval", 30.0)
+    return MxdashApp(runs_dir, **kwargs)
+
+
+def runs_view(app):
+    from tui.views.runs import RunsView
+
+    return app.main.query_one(RunsView)
+
+
+def table_ids(app) -> list[str]:
+    return runs_view(app).visible_run_ids()
+
+
+def rendered(widget, width: int = 100) -> str:
+    """Plain text of a Static's content (wide enough not to wrap much)."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"), color_system=None)
+    console.print(widget.render() if not hasattr(widget, "content") else widget.content)
+    return console.export_text()
+
+
 class FixedProbe:
     """A machine probe with constant numbers (snapshot tests)."""
 
     def __call__(self):
-        from tui.poller import GpuStatus, MachineStatus
+        from tui.machine import GpuStatus, MachineStatus
 
         return MachineStatus(cpu=37.0, mem_used=6.5 * 1024 ** 3, mem_total=24 * 1024 ** 3,
                              gpus=[GpuStatus(0, "Fake GPU", 81.0, 5.0 * 1024 ** 3, 16.0 * 1024 ** 3)])

@@ -2,14 +2,19 @@
 
 The preview uses only `experiments.config` parsing (`read_experiment_file`, `apply_overrides`, `plan_runs`): no
 mxnet. Full validation happens in the `mxdash run --detach --json` subprocess; its error message is shown as is.
-The form writes `<runs dir>/launched/<name>.toml` and launches that file like any other.
+
+The form writes `<runs dir>/launched/<name>.toml` with tomli-w and launches that file like any other. The preview
+plans the runs from the very text that will be written (parsed back with tomllib), and the launch writes exactly
+that text: what the preview shows is what `mxdash run` gets (a hand-written TOML writer once produced
+`optimizer = ["{'name': 'sgd', ...}"]` under a preview that looked fine).
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
+
+import tomli_w
 
 from rich.console import Group
 from rich.table import Table
@@ -25,8 +30,13 @@ from textual.widgets.option_list import Option
 
 from experiments.config import (BASE_DEFAULTS, OPTIMIZER_KEYS, ConfigError, apply_overrides, experiment_name,
                                 plan_runs, read_experiment_file)
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
 from experiments.report import differing_config, flat_config, format_value
-from tui.poller import PROJECT_ROOT, CommandResult, launch_experiment
+from tui.cli_runner import PROJECT_ROOT, CommandResult, launch_experiment
 
 FORM_OPTION = "__form__"
 MAX_PREVIEW_RUNS = 12
@@ -129,24 +139,21 @@ def _short(value) -> str:
     return format_value(value)
 
 
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+FORM_HEADER = "# written by the mxdash dashboard (Launch form)\n"
 
 
 def form_to_toml(raw: dict) -> str:
-    lines = ["# written by the mxdash dashboard (Launch form)"]
-    for section, body in raw.items():
-        lines.append(f"\n[{section}]")
-        for key, value in body.items():
-            name = json.dumps(key) if "." in key else key
-            lines.append(f"{name} = {toml_value(value)}")
-    return "\n".join(lines) + "\n"
+    """The experiment file for a form's raw dict (tomli-w: arrays of tables, quoted dotted keys, escapes)."""
+    return FORM_HEADER + tomli_w.dumps(raw)
+
+
+def plan_text(text: str, path: Path) -> tuple[dict, list[dict], str]:
+    """Parse `text` as the file `path` will hold and plan its runs: (raw, runs, name). Raises ConfigError."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:  # a bug in the form: say so like a bad file
+        raise ConfigError(path, "toml", f"invalid TOML: {e}") from None
+    return raw, plan_runs(raw, path), experiment_name(raw, path)
 
 
 class LaunchView(Horizontal):
@@ -168,6 +175,8 @@ class LaunchView(Horizontal):
         self.files: list[Path] = []
         self.current: Path | None = None
         self._planned: tuple[dict, list[dict], str] | None = None  # raw, runs, name of the shown preview
+        self._form_text: str | None = None  # the file the form preview planned (written as is on launch)
+        self._form_error = ""
         self.launching = False
 
     def compose(self) -> ComposeResult:
@@ -182,7 +191,7 @@ class LaunchView(Horizontal):
                     yield Input(placeholder="auto", id="launch-parallel", restrict=r"\d*", classes="short")
                 with Horizontal(classes="launch-row"):
                     yield Label("--set", classes="form-label")
-                    yield Input(placeholder="train.epochs=3 optimizer.lr=0.01", id="launch-set")
+                    yield Input(placeholder="train.epochs=3 train.batch_size=128", id="launch-set")
                 yield Button("Launch (ctrl+l)", id="launch-file-button", variant="primary")
                 yield Static("", id="launch-file-result", classes="launch-result")
             with VerticalScroll(id="launch-form"):
@@ -313,14 +322,17 @@ class LaunchView(Horizontal):
 
     def update_form_preview(self) -> None:
         preview = self.query_one("#launch-form-preview", Static)
+        self._planned = self._form_text = None
         try:
             raw, name = self.form_raw()
-            runs = plan_runs(raw)
+            text = form_to_toml(raw)
+            self._planned = plan_text(text, self.form_path(name))
+            self._form_text = text
         except (ConfigError, ValueError) as e:
-            self._planned = None
-            preview.update(Text(str(e), style="red"))
+            self._form_error = str(e)
+            preview.update(Text(self._form_error, style="red"))
             return
-        self._planned = (raw, runs, name)
+        raw, runs, name = self._planned
         preview.update(render_preview(raw, runs, name, f"→ {_display_path(self.form_path(name))}"))
 
     def form_path(self, name: str) -> Path:
@@ -342,12 +354,12 @@ class LaunchView(Horizontal):
         result = self.query_one(result_box, Static)
         try:
             if self.current is None:
-                raw, name = self.form_raw()
-                plan_runs(raw)
-                path = self.form_path(name)
+                self.update_form_preview()  # plan exactly the text that will be written
+                if self._form_text is None:
+                    raise ValueError(self._form_error)
+                path, text = self.form_path(self.form_raw()[1]), self._form_text
                 parallel = self.query_one("#form-parallel", Input).value.strip()
                 overrides: list[str] = []
-                text = form_to_toml(raw)
             else:
                 path, text = self.current, None
                 parallel = self.query_one("#launch-parallel", Input).value.strip()
@@ -363,10 +375,17 @@ class LaunchView(Horizontal):
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
     def _launch(self, path: Path, text: str | None, parallel: int | None, overrides: list[str],
                 result_box: str) -> None:
-        if text is not None:  # the form's experiment file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        result = launch_experiment(path, self.runs_dir, parallel, overrides)
+        if text is not None:  # the form's experiment file, exactly as planned (never half-written)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(path.name + ".tmp")
+                partial.write_text(text)
+                partial.replace(path)
+            except OSError as e:
+                result = CommandResult(False, f"cannot write {path}: {e.strerror or e}", returncode=-1)
+                self.app.call_from_thread(self._launched, result, result_box)
+                return
+        result = launch_experiment(path, self.runs_dir, parallel, overrides, runner=self.app.command_runner)
         self.app.call_from_thread(self._launched, result, result_box)
 
     def _launched(self, result: CommandResult, result_box: str) -> None:
