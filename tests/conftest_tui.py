@@ -51,9 +51,10 @@ SUMMARY = {
 VERSIONS = {"python": "3.11.7", "mxnet": "1.9.1", "numpy": "1.23.5"}
 
 
-def metric_rows(run_id: str, steps: int, epochs: int, lr: float, t0: float, seed: int, log_every: int = 1,
+def metric_rows(run_id: str, steps: int, epochs: int, lr: float, seed: int, log_every: int = 1,
                 probe_every: int = 50, diverge_at: int | None = None):
-    """Metric rows (run_id, step, epoch, wall, key, value) of one synthetic run, as a generator."""
+    """Metric rows (run_id, step, epoch, wall, key, value) of one synthetic run, as a generator. `wall` is seconds
+    since the run started, as the training loop records it."""
     rng = np.random.default_rng(seed)
     logged = np.arange(log_every, steps + 1, log_every)
     decay = 0.3 + 2.0 * np.exp(-logged / max(1.0, steps / (4 + 8 * lr * 100)))
@@ -63,7 +64,7 @@ def metric_rows(run_id: str, steps: int, epochs: int, lr: float, t0: float, seed
     steps_per_epoch = max(1, steps // epochs)
     for i, step in enumerate(logged.tolist()):
         epoch = step * epochs / steps
-        wall = t0 + step * 0.01
+        wall = step * 0.01
         value = float(loss[i])
         yield (run_id, step, epoch, wall, "train_loss", None if math.isnan(value) else value)
         yield (run_id, step, epoch, wall, "lr", lr * (0.5 if epoch > epochs / 2 else 1.0))
@@ -107,7 +108,9 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
                 status = "queued"
             else:
                 status = STATUS_CYCLE[(e * runs_per_experiment + r) % len(STATUS_CYCLE)]
-            started = created + 10 + r if status != "queued" else None
+            started = (created + 10 + r) if status not in ("queued", "running") else None
+            if status == "running":
+                started = now - 30.0 - r  # a live run: started half a minute ago, advancing (not stale)
             frac = {"running": 0.4, "queued": 0.0, "completed": 1.0}.get(status, 0.6)
             done = int(steps * frac)
             ended = (started + done * 0.01 + 1) if status not in ("running", "queued") else None
@@ -121,6 +124,8 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
             traceback = ("Traceback (most recent call last):\n  File \"experiments/train.py\", line 1, in run\n"
                          "ValueError: synthetic failure") if status == "failed" else None
             config = run_config(name, net, opt, lr, seed, epochs)
+            if name == "dead_relu":  # a grid over the activation too
+                config["net"]["activation"] = ("relu", "leaky_relu")[r % 2]
             run_rows.append({
                 "id": run_id, "experiment_id": exp_id, "idx": idx, "status": status, "config": json.dumps(config),
                 "net": net, "dataset": "digits", "optimizer": opt, "lr": lr, "seed": seed, "device": "cpu",
@@ -139,13 +144,17 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
                 "git_commit": "0123456789abcdef0123456789abcdef01234567" if status != "queued" else None,
             })
             if done and points_per_run:
-                metrics.append(metric_rows(run_id, done, epochs, lr, started, seed, diverge_at=diverge_at))
+                metrics.append(metric_rows(run_id, done, epochs, lr, seed, diverge_at=diverge_at))
             if logs and status != "queued":
                 run_dir = runs_dir / run_id
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "log.txt").write_text("".join(
                     f"step {s:6d}  epoch {s / max(1, steps // epochs):5.2f}  loss {2.0 / (1 + s / 50):.4f}\n"
                     for s in range(0, done + 1, max(1, done // 30 or 1))))
+    has_progress = "progress_at" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for row in run_rows:
+        if has_progress:  # the schema records when the training loop last advanced
+            row["progress_at"] = (now - 1.0) if row["status"] == "running" else row["ended"]
     columns = list(run_rows[0])
     with store.write():
         conn.executemany("INSERT INTO experiments (id, name, file, created, config, grid, parallel, per_gpu) "

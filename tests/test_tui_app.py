@@ -12,23 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest_tui import FROZEN_NOW, FixedProbe, make_store, refresh, run_async, settle, wait_workers
+from conftest_tui import (FROZEN_NOW, make_app, make_store, refresh, rendered, run_async, runs_view, settle,
+                          table_ids, wait_workers)
 from experiments.config import plan_runs, read_experiment_file
-from experiments.store import Store, StoreError
-from tui.app import MxdashApp
+from experiments.store import Store
+from tui.cli_runner import launch_experiment, resume_run
 from tui.model import DashboardModel, MetricBatch, MetricSeries
-from tui.poller import LogTail, Poller, launch_experiment, resume_run
-from tui.widgets.runs_table import RunFilter, RunsView
+from tui.poller import BROKEN, MISSING, LogTail, Poller
+from tui.views.runs import RunFilter
 
 SMALL, WIDE = (80, 24), (120, 36)
+_rendered = rendered
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------
-def make_app(runs_dir, **kwargs) -> MxdashApp:
-    kwargs.setdefault("clock", lambda: FROZEN_NOW)
-    kwargs.setdefault("machine_probe", FixedProbe())
-    kwargs.setdefault("poll_interval", 30.0)  # tests poll explicitly (refresh), the timer stays out of the way
-    return MxdashApp(runs_dir, **kwargs)
 
 
 class FakeRunner:
@@ -41,14 +38,6 @@ class FakeRunner:
     def __call__(self, cmd, **kwargs):
         self.calls.append(list(cmd))
         return subprocess.CompletedProcess(cmd, self.returncode, self.stdout, self.stderr)
-
-
-def runs_view(app) -> RunsView:
-    return app.main.query_one(RunsView)
-
-
-def table_ids(app) -> list[str]:
-    return runs_view(app).visible_run_ids()
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +95,23 @@ def test_model_apply_groups_rows_and_reports_changes():
     changes = model.apply(rows, [{"id": "a.1", "status": "running"}, {"id": "a.2", "status": "queued"}])
     assert changes.runs == {"a.1", "a.2"} and changes.series == {"a.1", "a.2"}
     assert model.series["a.1"]["train_loss"].value.tolist() == [2.0, 1.5]
-    assert model.last_metric_id == 4 and model.points == 4
-    # the same rows again change nothing; an unchanged run row is not reported
-    again = model.apply(rows, [{"id": "a.1", "status": "running"}])
+    assert model.points == 4
+    again = model.apply(None, [{"id": "a.1", "status": "running"}])  # an unchanged run row is not reported
     assert not again
     gone = model.apply(None, [], removed=["a.2"])
     assert gone.removed == {"a.2"} and "a.2" not in model.runs and "a.2" not in model.series
     assert model.points == 3
+    reset = model.apply([(9, "a.1", 5, 0.0, 0.0, "lr", 0.2)], reset=True)  # the poller reads them afresh
+    assert reset.series == {"a.1"} and model.points == 1 and model.series["a.1"]["lr"].value.tolist() == [0.2]
+
+
+def test_model_caches_flat_configs_per_row():
+    model = DashboardModel()
+    model.apply(None, [{"id": "a.1", "config": {"net": {"activation": "relu"}}}])
+    flat = model.flat("a.1")
+    assert flat == {"net.activation": "relu"} and model.flat("a.1") is flat
+    model.apply(None, [{"id": "a.1", "config": {"net": {"activation": "leaky_relu"}}}])
+    assert model.flat("a.1") == {"net.activation": "leaky_relu"}
 
 
 def test_metric_batch_matches_row_by_row_grouping():
@@ -129,41 +128,101 @@ def test_metric_batch_matches_row_by_row_grouping():
 
 # -- poller ---------------------------------------------------------------------------------------------------------
 def test_poller_reads_only_what_changed(small_store):
+    """Runs first; then only the history of the runs the views want, and new rows of those runs only."""
     poller = Poller(small_store, clock=lambda: FROZEN_NOW)
     first = poller.poll()
     assert first.first and len(first.run_rows) == 10 and first.batch.rows == 0 and first.more
-    caught_up = poller.poll()
-    while caught_up.more:
-        caught_up = poller.poll()
-    total = Store(small_store).conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
-    assert poller.last_metric_id == total and caught_up.run_rows == []
-    idle = poller.poll()  # nothing committed since: no rows, no run rows
-    assert idle.run_rows == [] and idle.batch.rows == 0
+    idle = poller.poll()  # nothing wanted: no metric row is read
+    assert idle.batch.rows == 0 and idle.run_rows == [] and not idle.more
 
     writer = Store(small_store)
     running = writer.list_runs(status="running")[0]["id"]
-    writer.append_metrics(running, [(999, 5.0, FROZEN_NOW, "train_loss", 0.25)], {"step": 999, "train_loss": 0.25})
+    other = writer.list_runs(status="completed")[0]["id"]
+    assert poller.set_wanted([running])
+    loaded = poller.poll()
+    count = writer.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (running,)).fetchone()[0]
+    assert loaded.loaded == [running] and loaded.batch.rows == count > 0
+    assert {run_id for run_id, _ in loaded.batch.groups} == {running}
+    assert not poller.poll().batch.rows  # caught up
+
+    writer.append_metrics(running, [(999, 5.0, 9.0, "train_loss", 0.25)], {"step": 999, "train_loss": 0.25})
+    writer.append_metrics(other, [(999, 5.0, 9.0, "train_loss", 0.5)], {"step": 999})
     update = poller.poll()
-    assert [r["id"] for r in update.run_rows] == [running] and update.run_rows[0]["train_loss"] == 0.25
-    assert update.batch.rows == 1 and (running, "train_loss") in update.batch.groups
+    assert sorted(r["id"] for r in update.run_rows) == sorted([running, other])
+    assert update.batch.rows == 1 and (running, "train_loss") in update.batch.groups  # not the unwanted run's row
     assert isinstance(update.run_rows[0]["config"], dict)
+
+    poller.set_wanted([running, other])  # wanted later: its whole history, the new row included, exactly once
+    late = poller.poll()
+    other_count = writer.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (other,)).fetchone()[0]
+    assert late.loaded == [other] and late.batch.rows == other_count
 
     writer.request_stop(writer.list_runs(status="queued")[0]["id"])
     stopped = poller.poll()
     assert [r["status"] for r in stopped.run_rows] == ["stopped"]
     writer.delete_runs([stopped.run_rows[0]["id"]])
-    assert poller.poll().removed == [stopped.run_rows[0]["id"]]
+    gone = poller.poll()
+    assert gone.removed == [stopped.run_rows[0]["id"]] and gone.reset  # ids may be reused after a delete
+
+
+def test_poller_misses_no_row_when_ids_are_reused_after_gc(tmp_path):
+    """A store without AUTOINCREMENT hands out the ids of deleted rows again: after a gc the poller reads the wanted
+    runs afresh, so a new run writing reused ids loses nothing (issue 9)."""
+    runs_dir = make_store(tmp_path / "runs", experiments=2, runs_per_experiment=2, points_per_run=200)
+    writer = Store(runs_dir)
+    newest = [run["id"] for run in writer.list_runs(experiment="lr_sweep-1")]
+    poller = Poller(runs_dir, clock=lambda: FROZEN_NOW)
+    poller.poll()
+    keep = writer.list_runs(experiment="optimizers-1")[0]["id"]
+    poller.set_wanted([keep])
+    while poller.poll().more:
+        pass
+    top = writer.conn.execute("SELECT MAX(id) FROM metrics").fetchone()[0]
+    writer.delete_runs(newest)  # gc: the rows with the highest ids go
+    exp, (new_run,) = writer.create_experiment("again", None, {}, {}, [json.loads(writer.get_run(keep)["config"])
+                                                                      if isinstance(writer.get_run(keep)["config"], str)
+                                                                      else writer.get_run(keep)["config"]])
+    poller.set_wanted([keep, new_run])
+    result = poller.poll()
+    assert result.reset
+    writer.append_metrics(new_run, [(s, 0.0, float(s), "train_loss", 1.0 / s) for s in range(1, 301)])
+    reused = writer.conn.execute("SELECT MIN(id) FROM metrics WHERE run_id = ?", (new_run,)).fetchone()[0]
+    assert reused <= top  # the situation being tested: ids handed out again
+    model = DashboardModel()
+    model.apply(None, writer.list_runs())
+    model.apply(result.batch, reset=result.reset)
+    while True:
+        step = poller.poll()
+        model.apply(step.batch, step.run_rows, step.removed, reset=step.reset)
+        if not step.more:
+            break
+    assert len(model.series[new_run]["train_loss"]) == 300
+    keep_rows = writer.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (keep,)).fetchone()[0]
+    assert sum(len(s) for s in model.series[keep].values()) == keep_rows
+
+
+def test_poller_says_why_a_store_cannot_be_read(tmp_path):
+    """A 4 KB random mxdash.db, or a runs dir that is a file: the store's own message, state BROKEN."""
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    (runs_dir / "mxdash.db").write_bytes(np.random.default_rng(0).bytes(4096))
+    result = Poller(runs_dir).poll()
+    assert result.state == BROKEN and "mxdash.db" in result.message
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = Poller(not_a_dir).poll()
+    assert result.state == BROKEN and "not a directory" in result.message
 
 
 def test_poller_without_runs_dir_creates_nothing(tmp_path):
     missing = tmp_path / "nope"
     result = Poller(missing).poll()
-    assert not result.store_ok and "no runs directory" in result.message
+    assert result.state == MISSING and "no runs directory" in result.message
     assert not missing.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     result = Poller(empty).poll()
-    assert not result.store_ok and "holds no runs yet" in result.message
+    assert result.state == MISSING and "holds no runs yet" in result.message
     assert list(empty.iterdir()) == []
 
 
@@ -271,8 +330,9 @@ async def test_thousand_runs_table_filter_sort_select(store_1000):
         accs = [app.model.runs[rid]["best_val_acc"] for rid in table_ids(app)]
         known = [a for a in accs if a is not None]
         assert known == sorted(known, reverse=True) and accs[: len(known)] == known  # unknown values last
-        await pilot.press("o")  # next sortable column
-        assert view.sort_key == "sps"
+        await pilot.press("o")  # the next sortable column on screen
+        shown = [k for k in view.keys if k not in ("sel",)]
+        assert view.sort_key == shown[(shown.index("acc") + 1) % len(shown)]
 
         table = view.table
         table.focus()
@@ -281,8 +341,8 @@ async def test_thousand_runs_table_filter_sort_select(store_1000):
         await pilot.press("space", "space")
         assert app.selected == {first, second}
         assert str(table.get_cell(first, "sel")) == "●"
-        assert app.plot_selection()[0] == [rid for rid in app.model.runs if rid in {first, second}]
-        await pilot.press("x")
+        assert set(app.plot_selection()[0]) == {first, second}
+        await pilot.press("n")  # select none
         assert app.selected == set()
 
         await pilot.press("enter")  # the highlighted row opens its detail screen
@@ -349,8 +409,7 @@ async def test_runs_table_caches_render_what_a_fresh_render_does(runs_store):
             if app.main.active_tab != "runs":
                 continue
             cached = _table_lines(table)
-            table._clear_caches()
-            table._update_count += 1
+            table.clear_render_caches()
             assert cached == _table_lines(table), f"stale table render after {key!r} (sort {view.sort_key})"
             func = view._sort_func(FROZEN_NOW)
             shown = [func(app.model.runs[rid]) for rid in table_ids(app)]
@@ -467,10 +526,14 @@ async def test_compare_shows_differing_config_and_final_metrics(runs_store):
         chosen = ["optimizers-1.1", "optimizers-1.2", "optimizers-1.3"]  # finished runs, with dead/* metrics
         app.set_selected(set(chosen))
         await pilot.press("5")
-        await pilot.pause()
-        text = _rendered(app.main.query_one("#compare-body"), 200)
-        assert "optimizer.name" in text and "best val acc" in text and "final dead/dense0" in text
-        assert "optimizers-1" in text and "sgd" in text and "nesterov" in text, text
+        await settle(pilot)
+        view = app.main.query_one("#compare-view")
+        assert view.run_headers() == chosen  # run ids as headers
+        table = view.query_one("#compare-table")
+        labels = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert "optimizer.name" in labels and "best val acc" in labels and "final dead/dense0" in labels
+        names = [str(table.get_row_at(labels.index("optimizer.name"))[i + 1]) for i in range(3)]
+        assert names == ["sgd", "momentum", "nesterov"]
 
 
 # -- app: launch ----------------------------------------------------------------------------------------------------
@@ -511,17 +574,9 @@ async def test_launch_file_preview_and_start(tmp_path, experiments_dir):
         app.main.query_one("#launch-set").value = "train.epochs=2"
         app.main.query_one("#launch-parallel").value = "2"
         await pilot.pause()
-        # launching goes through the app's runner (injected here)
-        from tui.widgets import launch as launch_module
-
-        original = launch_module.launch_experiment
-        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
-        try:
-            await pilot.press("ctrl+l")
-            await wait_workers(app)
-            await pilot.pause()
-        finally:
-            launch_module.launch_experiment = original
+        await pilot.press("ctrl+l")  # launching goes through the app's (injected) command runner
+        await wait_workers(app)
+        await pilot.pause()
         cmd = runner.calls[0]
         assert cmd[3:5] == ["run", str(experiments_dir / "tiny.toml")]
         assert "--detach" in cmd and "--json" in cmd and cmd[cmd.index("--parallel") + 1] == "2"
@@ -541,16 +596,9 @@ async def test_launch_shows_the_cli_validation_error(tmp_path, experiments_dir):
         await settle(pilot)
         app.open_launch(experiments_dir / "tiny.toml")
         await pilot.pause()
-        from tui.widgets import launch as launch_module
-
-        original = launch_module.launch_experiment
-        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
-        try:
-            app.main.query_one("#launch-view").action_launch()
-            await wait_workers(app)
-            await pilot.pause()
-        finally:
-            launch_module.launch_experiment = original
+        app.main.query_one("#launch-view").action_launch()
+        await wait_workers(app)
+        await pilot.pause()
         assert "unknown net 'mlpx'" in _rendered(app.main.query_one("#launch-file-result"))
 
 
@@ -558,7 +606,7 @@ async def test_launch_shows_the_cli_validation_error(tmp_path, experiments_dir):
 async def test_launch_form_writes_a_toml_and_launches_it(tmp_path, experiments_dir):
     runs_dir = tmp_path / "runs"
     runner = FakeRunner(stdout='{"experiment": "formtest-1", "runs": ["formtest-1.1"]}')
-    app = make_app(runs_dir, experiments_dir=experiments_dir)
+    app = make_app(runs_dir, experiments_dir=experiments_dir, command_runner=runner)
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
         await pilot.press("6")
@@ -571,16 +619,9 @@ async def test_launch_form_writes_a_toml_and_launches_it(tmp_path, experiments_d
         view.query_one("#form-epochs").value = "2"
         await pilot.pause()
         assert "4 runs" in _rendered(view.query_one("#launch-form-preview"))  # sgd, adam x 2 lrs
-        from tui.widgets import launch as launch_module
-
-        original = launch_module.launch_experiment
-        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
-        try:
-            view.action_launch()
-            await wait_workers(app)
-            await pilot.pause()
-        finally:
-            launch_module.launch_experiment = original
+        view.action_launch()
+        await wait_workers(app)
+        await pilot.pause()
     written = runs_dir / "launched" / "formtest.toml"
     raw = read_experiment_file(written)
     runs = plan_runs(raw, written)
@@ -625,7 +666,7 @@ async def test_machine_status_in_the_top_bar(runs_store):
 
 @run_async
 async def test_real_machine_probe_runs_without_gpus():
-    from tui.poller import MachineProbe
+    from tui.machine import MachineProbe
 
     status = MachineProbe()()
     assert 0 <= status.cpu <= 100 * 64 and status.mem_total > 0
@@ -647,12 +688,3 @@ async def test_detail_of_every_status(runs_store, size):
             if run.get("summary"):
                 assert "dense0" in _rendered(app.screen.query_one("#detail-net-body"), 120)
             await pilot.press("escape")
-
-
-def _rendered(widget, width: int = 100) -> str:
-    """Plain text of a Static's content (wide enough not to wrap much)."""
-    from rich.console import Console
-
-    console = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)
-    console.print(widget.render() if not hasattr(widget, "content") else widget.content)
-    return console.export_text()

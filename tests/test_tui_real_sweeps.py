@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest_tui import copy_store, make_app, real_store, refresh, run_async, runs_view, settle, table_ids
+from conftest_tui import copy_store, make_app, real_store, refresh, rendered, run_async, runs_view, settle, table_ids
 from experiments.store import Store
 
 pytest.importorskip("mxnet")
@@ -269,3 +269,36 @@ async def test_question_mark_lists_every_key_of_the_view(sweeps):
             assert key in text, key
         await pilot.press("escape")
         assert app.screen is app.main
+
+
+@run_async
+async def test_every_view_on_real_runs(sweeps):
+    """What the real workers wrote reaches every view: series, legends, the net summary, versions."""
+    app = make_app(sweeps)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        assert len(app.model.runs) == 36
+        assert all(row["status"] in ("completed", "diverged") for row in app.model.runs.values())
+        await filter_runs(pilot, "exp:dead_relu-1")
+        series = app.model.series["dead_relu-1.1"]
+        assert {"train_loss", "lr", "val_acc", "dead/hidden0", "dead/hidden2"} <= set(series)
+        await show(pilot, "2")
+        curves = pane_text(app, "curves").plain
+        assert "relu" in curves and "leaky_relu" in curves  # legends name what differs between the runs
+        await show(pilot, "3")
+        assert "No LR axis" not in pane_text(app, "lr").plain
+        await show(pilot, "4")
+        dead = pane_text(app, "dead").plain
+        assert "hidden0" in dead and "hidden2" in dead
+        app.set_selected({"dead_relu-1.1", "dead_relu-1.2"})
+        await show(pilot, "5")
+        view = app.main.query_one("#compare-view")
+        table = view.query_one("#compare-table")
+        labels = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert "optimizer.lr" in labels and "final dead/hidden0" in labels
+        await pilot.press("1")
+        app.open_detail("dead_relu-1.2")
+        await settle(pilot)
+        assert "hidden0" in rendered(app.screen.query_one("#detail-net-body"), 160)  # the real net summary
+        overview = rendered(app.screen.query_one("#detail-overview-body"), 160)
+        assert "dead_relu-1.2" in overview and "mxnet" in overview  # versions recorded by the worker

@@ -24,14 +24,13 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from experiments.metrics import RESUMABLE, STOPPABLE, display_status
-from experiments.store import Store, StoreError, default_runs_dir
-from tui.cli_runner import CommandResult, resume_run
+from experiments.metrics import display_status
+from experiments.store import default_runs_dir
+from tui.actions import RunActions
 from tui.commands import MxdashCommands
 from tui.machine import MachineProbe, MachineStatus
 from tui.model import Changes, DashboardModel
 from tui.poller import BROKEN, METRIC_CHUNK_ROWS, Poller, PollResult
-from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import RunDetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
@@ -58,7 +57,7 @@ class MachineUpdated(Message):
         self.status = status
 
 
-class MxdashApp(App):
+class MxdashApp(RunActions, App):
     """The dashboard. Everything outside the process is injected, so tests drive it with fakes:
     `store_factory(runs_dir)` (default `Store`), `clock()` (ages, durations, stale), `machine_probe()` (None:
     psutil/NVML; False: no machine status), `command_runner` (subprocess.run-like, for resume and launch)."""
@@ -189,6 +188,10 @@ class MxdashApp(App):
             if changes.removed & self.selected:
                 self.selected.difference_update(changes.removed)
             self.main.model_changed(changes)
+            screen = self.screen
+            if isinstance(screen, RunDetailScreen) and screen.run_id in changes.all:
+                screen.run_changed()
+                self.refresh_topbar(screen.query_one(TopBar))
             if changes.runs or changes.removed or result.first or not result.store_ok:
                 self.main.runs_view.show_state(READY if result.store_ok else result.state, self.store_message)
             if changes.runs or changes.removed:
@@ -426,75 +429,6 @@ class MxdashApp(App):
         if store is not None and hasattr(store, "log_path"):
             return Path(store.log_path(run_id))
         return self.runs_dir / run_id / "log.txt"
-
-    def action_stop_selected(self) -> None:
-        self.stop_runs(self.main.runs_view.target_runs())
-
-    def action_resume_selected(self) -> None:
-        self.resume_runs(self.main.runs_view.target_runs())
-
-    def action_select_all(self) -> None:
-        self.main.runs_view.action_select_all()
-
-    def action_clear_selection(self) -> None:
-        self.set_selected(set())
-
-    def stop_runs(self, run_ids: list[str]) -> None:
-        runs = [self.model.runs[rid] for rid in run_ids if rid in self.model.runs]
-        active = [run["id"] for run in runs if run.get("status") in STOPPABLE]
-        if not active:
-            self.notify("nothing to stop: no queued or running run chosen", severity="warning")
-            return
-        names = ", ".join(active[:6]) + (f" and {len(active) - 6} more" if len(active) > 6 else "")
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._stop_worker(active)
-
-        self.push_screen(ConfirmScreen(f"Stop {len(active)} run{'s' if len(active) > 1 else ''}?",
-                                       f"{names}\nRunning runs checkpoint and stop at their next flush."), confirmed)
-
-    @work(thread=True, group="actions", exit_on_error=False)
-    def _stop_worker(self, run_ids: list[str]) -> None:
-        try:
-            store = (self.store_factory or Store)(self.runs_dir)
-        except (StoreError, OSError) as e:
-            self.call_from_thread(self.notify, str(e), severity="error")
-            return
-        results = []
-        try:
-            for run_id in run_ids:
-                try:
-                    results.append(f"{run_id}: {store.request_stop(run_id)}")
-                except StoreError as e:
-                    results.append(str(e))
-        finally:
-            if store is not self.poller.store and hasattr(store, "close"):
-                store.close()
-        self.poller.invalidate()
-        self.call_from_thread(self._action_done, "stop requested", results)
-
-    def resume_runs(self, run_ids: list[str]) -> None:
-        runs = [self.model.runs[rid] for rid in run_ids if rid in self.model.runs]
-        resumable = [run["id"] for run in runs if run.get("status") in RESUMABLE]
-        if not resumable:
-            self.notify("nothing to resume: only stopped, lost or failed runs resume", severity="warning")
-            return
-        self.notify(f"resuming {', '.join(resumable[:6])}{' …' if len(resumable) > 6 else ''}", timeout=3)
-        self._resume_worker(resumable)
-
-    @work(thread=True, group="actions", exit_on_error=False)
-    def _resume_worker(self, run_ids: list[str]) -> None:
-        result: CommandResult = resume_run(run_ids, self.runs_dir, runner=self.command_runner)
-        self.poller.invalidate()
-        lines = [result.message] if result.message else []
-        self.call_from_thread(self._action_done, "resume" if result.ok else "resume failed", lines, not result.ok)
-
-    def _action_done(self, title: str, lines: list[str], error: bool = False) -> None:
-        text = "\n".join(lines[:8]) + (f"\n… {len(lines) - 8} more" if len(lines) > 8 else "")
-        self.notify(text or title, title=title, severity="error" if error else "information",
-                    timeout=8 if error else 4)
-        self.poll()
 
 
 def main(runs_dir=None) -> int:

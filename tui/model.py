@@ -37,10 +37,10 @@ class MetricSeries:
     `version` increases on every change, so a pane can tell cheaply whether it must redraw.
     """
 
-    __slots__ = ("_data", "_n", "version")
+    __slots__ = ("_points", "_n", "version")
 
     def __init__(self, capacity: int = 64):
-        self._data = np.empty((4, max(int(capacity), 4)), dtype=np.float64)
+        self._points = np.empty((4, max(int(capacity), 4)), dtype=np.float64)
         self._n = 0
         self.version = 0
 
@@ -53,29 +53,29 @@ class MetricSeries:
 
     @property
     def step(self) -> np.ndarray:
-        return self._data[STEP, : self._n]
+        return self._points[STEP, : self._n]
 
     @property
     def epoch(self) -> np.ndarray:
-        return self._data[EPOCH, : self._n]
+        return self._points[EPOCH, : self._n]
 
     @property
     def wall(self) -> np.ndarray:
-        return self._data[WALL, : self._n]
+        return self._points[WALL, : self._n]
 
     @property
     def value(self) -> np.ndarray:
-        return self._data[VALUE, : self._n]
+        return self._points[VALUE, : self._n]
 
     @property
     def capacity(self) -> int:
-        return self._data.shape[1]
+        return self._points.shape[1]
 
     def last(self) -> float | None:
         """The latest value (None when empty or NaN)."""
         if not self._n:
             return None
-        v = float(self._data[VALUE, self._n - 1])
+        v = float(self._points[VALUE, self._n - 1])
         return None if np.isnan(v) else v
 
     def _reserve(self, extra: int) -> None:
@@ -83,8 +83,8 @@ class MetricSeries:
         if need <= self.capacity:
             return
         grown = np.empty((4, max(need, 2 * self.capacity)), dtype=np.float64)
-        grown[:, : self._n] = self._data[:, : self._n]
-        self._data = grown
+        grown[:, : self._n] = self._points[:, : self._n]
+        self._points = grown
 
     def truncate_from_step(self, step: float) -> None:
         """Drop every point with step >= `step` (steps are non-decreasing, so it is a suffix)."""
@@ -100,14 +100,14 @@ class MetricSeries:
         n = step.shape[0]
         if n == 0:
             return
-        if self._n and step[0] <= self._data[STEP, self._n - 1]:
+        if self._n and step[0] <= self._points[STEP, self._n - 1]:
             self.truncate_from_step(step[0])
         self._reserve(n)
         end = self._n + n
-        self._data[STEP, self._n:end] = step
-        self._data[EPOCH, self._n:end] = np.asarray(epoch, dtype=np.float64)
-        self._data[WALL, self._n:end] = np.asarray(wall, dtype=np.float64)
-        self._data[VALUE, self._n:end] = np.asarray(value, dtype=np.float64)
+        self._points[STEP, self._n:end] = step
+        self._points[EPOCH, self._n:end] = np.asarray(epoch, dtype=np.float64)
+        self._points[WALL, self._n:end] = np.asarray(wall, dtype=np.float64)
+        self._points[VALUE, self._n:end] = np.asarray(value, dtype=np.float64)
         self._n = end
         self.version += 1
 

@@ -87,6 +87,16 @@ def config_keys(flats: Sequence[dict]) -> list[str]:
     return keys[:MAX_CONFIG_COLUMNS]
 
 
+def config_keys_of(model, run_ids: Sequence[str]) -> list[str]:
+    """The config column keys (`cfg:net.activation`) for these runs of the model."""
+    return [CONFIG_PREFIX + k for k in config_keys([model.flat(rid) for rid in run_ids])]
+
+
+def config_columns_of(model, run_ids: Sequence[str]) -> list[Column]:
+    flats = [model.flat(rid) for rid in run_ids]
+    return [config_column(k, [f.get(k) for f in flats]) for k in config_keys(flats)]
+
+
 def fit_columns(width: int, config: Sequence[Column] = ()) -> tuple[list[str], dict[str, int]]:
     """The columns that fit `width` terminal cells (by PRIORITY), in display order, and their widths."""
     widths = {c.key: c.width for c in COLUMNS if c.key != "cfg"}
@@ -193,3 +203,30 @@ def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths
         elif key == "age":
             cells.append(age_cell(run, now))
     return cells
+
+
+def sort_func(sort_key: str, reverse: bool, model, now: float):
+    """The sort key function of runs for a column (config columns sort by the run's value, numbers first); runs
+    without a value sort last either way, ties in grid order."""
+    if sort_key.startswith(CONFIG_PREFIX):
+        config_key = sort_key[len(CONFIG_PREFIX):]
+
+        def value_of(run):
+            value = model.flat(run["id"]).get(config_key)
+            if value is None:
+                return None
+            return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+    else:
+        column = COLUMN_BY_KEY[sort_key]
+
+        def value_of(run):
+            return column.sort(run, now)
+
+    def key(run: dict):
+        value = value_of(run)
+        tie = (run.get("experiment_id") or "", run.get("idx") or 0)
+        if value is None:
+            return (1 if not reverse else 0, 0, tie)
+        return (0 if not reverse else 1, value, tie)
+
+    return key

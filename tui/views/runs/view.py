@@ -20,11 +20,12 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from tui.views.runs.columns import (COLUMN_BY_KEY, COLUMNS, CONFIG_PREFIX, MARK, NARROW_WIDTH, SELECT_STYLE, SORTABLE,
-                                    age_cell, config_column, config_keys, fit_columns, run_cells)
+                                    age_cell, config_columns_of, config_keys_of, fit_columns,
+                                    run_cells, sort_func)
 from tui.views.runs.filter import RunFilter
 from tui.views.runs.table import RunsTable
 
-LOADING, EMPTY, MISSING, BROKEN, READY = "loading", "empty", "missing", "broken", "ready"
+from tui.views.runs.states import BROKEN, EMPTY, LOADING, MISSING, READY, info_text, state_text
 
 
 class RunsView(Vertical):
@@ -135,12 +136,11 @@ class RunsView(Vertical):
 
     def _refit_config_columns(self, runs: list[dict]) -> bool:
         """Columns for the grid keys that vary between the shown runs; True when they changed."""
-        flats = [self.model.flat(run["id"]) for run in runs]
-        keys = config_keys(flats)
-        if [c.key for c in self.config_columns] == [CONFIG_PREFIX + k for k in keys]:
+        columns = config_columns_of(self.model, [run["id"] for run in runs])
+        if [c.key for c in columns] == [c.key for c in self.config_columns]:
             return False
-        self.config_columns = [config_column(k, [f.get(k) for f in flats]) for k in keys]
-        if self.sort_key.startswith(CONFIG_PREFIX) and self.sort_key not in [c.key for c in self.config_columns]:
+        self.config_columns = columns
+        if self.sort_key.startswith(CONFIG_PREFIX) and self.sort_key not in [c.key for c in columns]:
             self.sort_key, self.sort_reverse = "age", False
         return True
 
@@ -196,29 +196,7 @@ class RunsView(Vertical):
         return run_cells(run, now, self.keys, run["id"] in self.selected, self.widths, self.model.flat(run["id"]))
 
     def _sort_func(self, now: float):
-        key_name, missing_last = self.sort_key, self.sort_reverse
-        if key_name.startswith(CONFIG_PREFIX):
-            config_key = key_name[len(CONFIG_PREFIX):]
-            model = self.model
-
-            def value_of(run):
-                value = model.flat(run["id"]).get(config_key)
-                return None if value is None else ((0, value, "") if isinstance(value, (int, float))
-                                                   else (1, 0, str(value)))
-        else:
-            col = COLUMN_BY_KEY[key_name]
-
-            def value_of(run):
-                return col.sort(run, now)
-
-        def key(run: dict):
-            value = value_of(run)
-            tie = (run.get("experiment_id") or "", run.get("idx") or 0)
-            if value is None:
-                return (1 if not missing_last else 0, 0, tie)
-            return (0 if not missing_last else 1, value, tie)
-
-        return key
+        return sort_func(self.sort_key, self.sort_reverse, self.model, now)
 
     def _resort(self) -> None:
         """Sort the table rows, re-rendering only rows that moved (FastDataTable.reorder); a no-op when the order
@@ -300,14 +278,10 @@ class RunsView(Vertical):
 
     def _new_config_keys(self, new: list[str]) -> bool:
         """New runs that would change which grid keys vary among the shown ones."""
-        now = self.clock()
-        matching = [self.model.runs[rid] for rid in new
-                    if self.filter.matches(self.model.runs[rid], self.model.flat(rid), now)]
-        if not matching:
-            return False
-        sample = [self.model.runs[rid] for rid in list(self._visible)[:200] if rid in self.model.runs]
-        flats = [self.model.flat(run["id"]) for run in sample + matching]
-        return [CONFIG_PREFIX + k for k in config_keys(flats)] != [c.key for c in self.config_columns]
+        now, model = self.clock(), self.model
+        matching = [rid for rid in new if self.filter.matches(model.runs[rid], model.flat(rid), now)]
+        sample = [rid for rid in list(self._visible)[:200] if rid in model.runs]
+        return bool(matching) and config_keys_of(model, sample + matching) != [c.key for c in self.config_columns]
 
     def _update_row(self, run: dict, now: float) -> bool:
         """Update the differing cells of one visible row; True when the sort column's cell changed."""
@@ -356,17 +330,11 @@ class RunsView(Vertical):
         self.update_info()
 
     def update_info(self) -> None:
-        total, shown = len(self.model.runs), len(self._visible)
-        text = Text()
-        text.append(f"{shown} of {total} runs" if shown != total else f"{total} runs", style="bold")
-        if self.selected:
-            text.append(f"  {len(self.selected)} selected", style=SELECT_STYLE)
-        column = self._column(self.sort_key) if self.sort_key in self.keys or self.sort_key in COLUMN_BY_KEY else None
-        if column is not None:
-            text.append(f"  sorted by {column.label} {'▼' if self.sort_reverse else '▲'}", style="dim")
-        if self.filter:
-            text.append(f"  filter: {self.filter.text}", style="italic")
-        self.query_one("#runs-info", Static).update(text)
+        sort = self._column(self.sort_key).label if self.sort_key in self.keys or self.sort_key in COLUMN_BY_KEY \
+            else None
+        self.query_one("#runs-info", Static).update(info_text(len(self._visible), len(self.model.runs),
+                                                              len(self.selected), sort, self.sort_reverse,
+                                                              self.filter.text))
 
     # -- states: reading, no runs, unreadable store ------------------------------------------------------------
     def show_state(self, state: str, message: str | None) -> None:
@@ -379,26 +347,7 @@ class RunsView(Vertical):
         self.set_class(state != READY, "-empty")
         if state == READY:
             return
-        runs_dir = str(self.app.runs_dir)
-        text = Text()
-        if state == LOADING:
-            text.append("Reading the store…", style="bold")
-            text.append(f"\n{runs_dir}", style="dim")
-        elif state == BROKEN:
-            text.append("Cannot read the store", style="bold red")
-            text.append(f"\n{message or runs_dir}", style="red")
-            text.append("\n\nNothing was changed. Fix or move that file, or open another runs directory "
-                        "(--runs-dir).", style="dim")
-        else:
-            text.append("No runs yet", style="bold")
-            if message and state == MISSING:
-                text.append(f"\n{message}", style="dim")
-            text.append("\n\nPress ")
-            text.append("6", style="bold reverse")
-            text.append(" (Launch) to start an experiment from experiments/*.toml or the form,\nor from a shell:\n\n")
-            text.append(f"  mxdash run experiments/optimizers.toml --runs-dir {runs_dir}\n", style="bold")
-            text.append("\nRuns appear here live as they are created.", style="dim")
-        self.query_one("#runs-empty", Static).update(text)
+        self.query_one("#runs-empty", Static).update(state_text(state, message, str(self.app.runs_dir)))
 
     # -- queries ----------------------------------------------------------------------------------------------------
     def cursor_run_id(self) -> str | None:
