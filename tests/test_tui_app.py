@@ -688,3 +688,169 @@ async def test_detail_of_every_status(runs_store, size):
             if run.get("summary"):
                 assert "dense0" in _rendered(app.screen.query_one("#detail-net-body"), 120)
             await pilot.press("escape")
+
+
+# -- exit, first paint, unreadable stores ---------------------------------------------------------------------
+@run_async
+async def test_messages_arriving_while_the_app_exits_do_not_crash(runs_store):
+    """A machine probe or poll finishing after the screens are gone used to query `self.screen` on an empty
+    stack (ScreenStackError; it failed a test under load)."""
+    from tui.app import MachineUpdated, Polled
+    from tui.poller import PollResult
+
+    app = make_app(runs_store)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        status = app.machine_probe()
+        await pilot.press("q")
+    assert not app.screen_stack
+    app.on_machine_updated(MachineUpdated(status))
+    app.on_polled(Polled(PollResult()))
+    app.replan()
+
+
+@run_async
+async def test_first_paint_says_the_store_is_being_read_not_that_it_is_empty(runs_store):
+    """While the first read is still running (a busy machine: seconds), the Runs view says so; "No runs yet" is
+    for a store that has none."""
+    import threading
+
+    release = threading.Event()
+
+    def slow_store(runs_dir):
+        release.wait(30)
+        return Store(runs_dir)
+
+    app = make_app(runs_store, store_factory=slow_store)
+    async with app.run_test(size=SMALL) as pilot:
+        for _ in range(20):
+            await pilot.pause()
+        text = rendered(runs_view(app).query_one("#runs-empty"))
+        assert "Reading the store" in text and "No runs yet" not in text
+        release.set()
+        await settle(pilot)
+        assert len(table_ids(app)) == 10 and not runs_view(app).has_class("-empty")
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE])
+@run_async
+async def test_an_unreadable_store_shows_its_error_and_suggests_nothing_that_fails(tmp_path, size):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    (runs_dir / "mxdash.db").write_bytes(np.random.default_rng(1).bytes(4096))  # 4 KB of noise
+    app = make_app(runs_dir)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        text = rendered(runs_view(app).query_one("#runs-empty"), size[0])
+        assert "Cannot read the store" in text and "mxdash.db" in text
+        assert "No runs yet" not in text and "mxdash run" not in text
+        assert "unreadable" in str(app.main.query_one("#topbar-live").render())
+        for key in "234561":  # every view still opens
+            await pilot.press(key)
+            await settle(pilot)
+
+
+@run_async
+async def test_stale_runs_are_shown_stale_in_table_and_detail(tmp_path):
+    """A running run whose training loop stopped advancing (experiments.metrics.display_status) reads `stale`,
+    in its own colour, in the table, the top bar and the detail."""
+    from experiments.metrics import STALE_AFTER_S
+    from tui.status import STALE_STYLE
+
+    runs_dir = make_store(tmp_path / "runs", experiments=1, runs_per_experiment=3, points_per_run=100, running=2)
+    store = Store(runs_dir)
+    running = [run["id"] for run in store.list_runs(status="running")]
+    fresh, frozen = running
+    late = FROZEN_NOW - STALE_AFTER_S - 30
+    fields = {"started": late} if "progress_at" not in store.get_run(frozen) else {"progress_at": late}
+    store.update_run(frozen, **fields)
+    app = make_app(runs_dir)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        table = runs_view(app).table
+        cell = table.get_cell(frozen, "status")
+        assert str(cell) == "stale" and str(cell.style) == STALE_STYLE
+        assert str(table.get_cell(fresh, "status")) == "running"
+        assert "1 stale" in str(app.main.query_one("#topbar-counts").render())
+        app.open_detail(frozen)
+        await settle(pilot)
+        assert "no training progress" in rendered(app.screen.query_one("#detail-overview-body"), 120)
+
+
+# -- keys -------------------------------------------------------------------------------------------------------
+CHARACTER_KEYS = {"question_mark", "slash", "left_square_bracket", "right_square_bracket", "space"}
+
+
+@run_async
+async def test_no_key_means_two_things_on_one_screen_and_every_key_is_in_the_palette(runs_store):
+    """Across all the views of the main screen a letter means one thing (`x` was "clear selection" in Runs and "X
+    axis" in Curves), and every key of the focused view is also a palette command."""
+    from tui.commands import MxdashCommands
+
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        meanings: dict[str, set[str]] = {}
+        for tab in "234561":
+            await pilot.press(tab)
+            await settle(pilot)
+            for key, active in app.screen.active_bindings.items():
+                if (len(key) == 1 or key in CHARACTER_KEYS) and active.binding.description:
+                    meanings.setdefault(key, set()).add(active.binding.description)
+            names = [hit.text async for hit in MxdashCommands(app.screen).discover()]
+            for key, active in app.screen.active_bindings.items():
+                binding = active.binding
+                if binding.description and not binding.system and not binding.action.startswith("show_tab"):
+                    assert any(name.startswith(binding.description) for name in names), (tab, key)
+        doubled = {key: names for key, names in meanings.items() if len(names) > 1}
+        assert not doubled, doubled
+
+
+@run_async
+async def test_a_palette_key_command_runs_the_views_action(runs_store):
+    from tui.commands import MxdashCommands
+
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        view = app.main.query_one("#curves-pane")
+        hits = [hit async for hit in MxdashCommands(app.screen).search("Log y")]
+        assert hits
+        await hits[0].command()
+        await settle(pilot)
+        assert view.log_y
+
+
+@run_async
+async def test_launch_form_default_writes_the_file_its_preview_planned_and_mxdash_run_accepts_it(
+        tmp_path, experiments_dir):
+    """The form's default state (sgd and adam ticked, LR list empty: a section axis of {name, lr} tables) once
+    wrote `optimizer = ["{'name': 'sgd', ...}"]`, which `mxdash run` rejects, under a preview that looked fine.
+    Now the file is tomli-w's, byte for byte the text the preview planned, and the real console script accepts it."""
+    runs_dir = tmp_path / "runs"
+    runner = FakeRunner(stdout='{"experiment": "dashboard-1", "runs": []}')
+    app = make_app(runs_dir, experiments_dir=experiments_dir, command_runner=runner)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot)
+        view = app.main.query_one("#launch-view")
+        view.query_one("#launch-files").highlighted = 0  # "+ new (form)", as it opens
+        await settle(pilot)
+        planned_text, (_, planned_runs, _) = view._form_text, view._planned
+        preview = rendered(view.query_one("#launch-form-preview"), 120)
+        assert "2 runs" in preview and "sgd" in preview and "adam" in preview
+        view.action_launch()
+        await wait_workers(app)
+        await pilot.pause()
+    written = runs_dir / "launched" / "dashboard.toml"
+    assert written.read_text() == planned_text
+    assert plan_runs(read_experiment_file(written), written) == planned_runs
+    assert [r["optimizer"]["name"] for r in planned_runs] == ["sgd", "adam"]
+    mxdash = Path(sys.executable).with_name("mxdash")
+    done = subprocess.run([str(mxdash), "run", str(written), "--dry-run", "--runs-dir", str(tmp_path / "dry")],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "2 runs" in done.stdout and not (tmp_path / "dry").exists()

@@ -68,6 +68,7 @@ class MxdashApp(RunActions, App):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Keys", key_display="?"),
+        Binding("slash", "filter", "Filter", key_display="/"),
         Binding("1", "show_tab('runs')", "Runs", show=False),
         Binding("2", "show_tab('curves')", "Curves", show=False),
         Binding("3", "show_tab('lr')", "LR effects", show=False),
@@ -330,6 +331,11 @@ class MxdashApp(RunActions, App):
         if self.screen is not self.main:
             self.pop_screen()
         self.main.show_tab(tab)
+
+    def action_filter(self) -> None:
+        """`/` anywhere: the Runs filter (an app key, so it works while a tab switch still moves the focus)."""
+        self.action_show_tab("runs")
+        self.main.runs_view.action_focus_filter()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -57,12 +57,12 @@ class MxdashCommands(Provider):
             if col.sortable:
                 commands.append((f"Sort by {col.label}", partial(app.sort_runs, col.key), "sort the runs table"))
         for path in app.experiment_files():
-            commands.append((f"Launch {path.stem}", partial(app.open_launch, path), str(path)))
+            commands.append((f"Launch file {path.stem}", partial(app.open_launch, path), str(path)))
         return commands
 
     async def discover(self) -> Hits:
         for name, callback, help_text in self._commands():
-            if not name.startswith(("Filter: experiment", "Select experiment", "Sort by", "Launch ")):
+            if not name.startswith(("Filter: experiment", "Select experiment", "Sort by", "Launch file ")):
                 yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:

@@ -6,7 +6,7 @@
   aggregation on, the plots draw one mean line and a band for it (Aim's and W&B's grouping).
 - The *colour key* (`g` cycles it) is a config key; every run with the same value of it gets the same colour in every
   tab and legend. `ColorMap` keeps value -> colour stable for the whole session (new values take the next free
-  colour; a redraw never reshuffles), and optimizers always map in the engine's own order (sgd, momentum, ...).
+  colour; a redraw never reshuffles), and optimizers always get the same colours (OPTIMIZER_COLORS).
 
 Pure functions of run rows: no Textual, no store.
 """
@@ -25,7 +25,10 @@ PREFERRED_COLOR_KEYS = ("optimizer.name", "net.activation", "optimizer.lr", "net
 BARE_KEYS = {"optimizer.name", "net.name", "data.name", "net.activation", "schedule.name"}  # shown as the value
 SHORT_NAMES = {"optimizer.lr": "lr", "train.seed": "seed", "data.seed": "data seed", "train.epochs": "epochs",
                "train.batch_size": "batch", "optimizer.wd": "wd", "net.hidden": "hidden"}
-NO_COLOR_KEY = "run"  # the colour key meaning "every run (or seed group) its own colour"
+NO_COLOR_KEY = "run"
+# Palette slots (tui.plot.colors) per optimizer, so that the usual four (sgd, momentum, adam, rmsprop) get four
+# different hues (blue, green, orange, pink) even on a 256-colour terminal, in every session.
+OPTIMIZER_COLORS = {"adam": 0, "sgd": 1, "momentum": 2, "adagrad": 3, "rmsprop": 4, "adadelta": 7, "nesterov": 9}  # the colour key meaning "every run (or seed group) its own colour"
 
 
 def is_seed_key(key: str) -> bool:
@@ -121,9 +124,9 @@ def effective_color_key(chosen: Optional[str], varying: Sequence[str]) -> str:
 class ColorMap:
     """Stable value -> palette index, per colour key, for the whole session."""
 
-    def __init__(self, fixed_orders: dict[str, Sequence[str]] | None = None):
+    def __init__(self, fixed: dict[str, dict[str, int]] | None = None):
         self._maps: dict[str, dict[str, int]] = {}
-        self._fixed = {key: {value: i for i, value in enumerate(order)} for key, order in (fixed_orders or {}).items()}
+        self._fixed = dict(fixed or {})  # key -> value -> palette index, whatever else is shown
 
     def assign(self, key: str, values: Iterable) -> dict[str, int]:
         """Colour indices for these values of `key` (strings as `format_value` shows them); new ones take the next

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from experiments.config import OPTIMIZER_KEYS
-from tui.grouping import ColorMap, PlotPlan, color_key_choices, effective_color_key, plan_units, varying_keys
+from tui.grouping import OPTIMIZER_COLORS, ColorMap, PlotPlan, color_key_choices, effective_color_key, plan_units, varying_keys
 
 PLOT_CAP = 64  # runs the plots draw at most (a filter showing 10,000 runs plots the first 64, and says so)
 COMPARE_CAP = 500
@@ -24,7 +23,7 @@ class PlotState:
         self.aggregate = True  # seed groups drawn as mean + band
         self.hidden: set[str] = set()  # unit ids (a unit's first run id)
         self.focus: Optional[str] = None
-        self.colors = ColorMap({"optimizer.name": tuple(OPTIMIZER_KEYS)})
+        self.colors = ColorMap({"optimizer.name": OPTIMIZER_COLORS})
         self.plan = PlotPlan()
 
     # -- which runs -----------------------------------------------------------------------------------------------

@@ -127,16 +127,21 @@ class MainScreen(Screen):
                 self.call_after_refresh(self._focus_tab, tab, attempts - 1)
 
     def _focus_view(self, tab: str) -> None:
+        """Focus now (Widget.focus() waits for the next idle moment: a key typed right after the tab key, as in
+        `1` then `a`, would still go to the previous view)."""
         if self.active_tab != tab:
             return
         if tab == "runs":
-            self.query_one("#runs-table").focus()
+            target = self.query_one("#runs-table")
         elif tab == "launch":
-            self.query_one("#launch-files").focus()
+            target = self.query_one("#launch-files")
+        elif tab == "compare":
+            target = self.query_one("#compare-table")
         else:
-            view = self._views[tab]
-            if view.focusable or tab == "compare":
-                view.focus()
+            target = self._views[tab]
+            if not target.focusable:
+                return
+        self.set_focus(target)
 
     @on(TabbedContent.TabActivated, "#views")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -15,8 +15,9 @@ from tui.status import status_style
 
 NARROW_WIDTH = 100  # below this terminal width some columns get narrower
 # Columns kept when the terminal is too narrow for all, most important first (the table shows them in display
-# order). "cfg" stands for the config columns: what tells the shown runs apart comes right after their status.
-PRIORITY = ("sel", "run", "status", "cfg", "opt", "lr", "epoch", "loss", "acc", "age", "net", "sps", "exp")
+# order). "cfg1" is the first config column (the grid key that tells the shown runs apart, e.g. the activation),
+# "cfg" the others.
+PRIORITY = ("sel", "run", "status", "cfg1", "opt", "lr", "epoch", "loss", "acc", "cfg", "age", "net", "sps", "exp")
 COVERED_KEYS = {"optimizer.name", "optimizer.lr", "net.name"}  # fixed columns show them already
 MAX_CONFIG_COLUMNS = 4
 CONFIG_PREFIX = "cfg:"
@@ -80,21 +81,32 @@ def config_column(key: str, values: Iterable) -> Column:
     return Column(CONFIG_PREFIX + key, short_name(key), width, lambda run, now: None)  # the view sorts by flat
 
 
-def config_keys(flats: Sequence[dict]) -> list[str]:
-    """The grid keys that vary between these runs and no fixed column shows (seeds included: they tell
-    repeated runs apart), at most MAX_CONFIG_COLUMNS."""
+def config_keys(flats: Sequence[dict], experiments: Sequence[str] | None = None) -> list[str]:
+    """The keys that vary between these runs and no fixed column shows (seeds included: they tell repeated runs
+    apart), at most MAX_CONFIG_COLUMNS: the grid keys first (those that vary inside one experiment), then the
+    keys in which experiments differ."""
     keys = [k for k in varying_keys(flats) if k not in COVERED_KEYS and not is_ignored(k)]
+    if experiments is not None and len(set(experiments)) > 1:
+        by_experiment: dict[str, list[dict]] = {}
+        for flat, experiment in zip(flats, experiments):
+            by_experiment.setdefault(experiment, []).append(flat)
+        grid = {k for group in by_experiment.values() for k in varying_keys(group)}
+        keys = [k for k in keys if k in grid] + [k for k in keys if k not in grid]
     return keys[:MAX_CONFIG_COLUMNS]
 
 
 def config_keys_of(model, run_ids: Sequence[str]) -> list[str]:
     """The config column keys (`cfg:net.activation`) for these runs of the model."""
-    return [CONFIG_PREFIX + k for k in config_keys([model.flat(rid) for rid in run_ids])]
+    return [CONFIG_PREFIX + k for k in config_keys([model.flat(rid) for rid in run_ids], _experiments(model, run_ids))]
 
 
 def config_columns_of(model, run_ids: Sequence[str]) -> list[Column]:
     flats = [model.flat(rid) for rid in run_ids]
-    return [config_column(k, [f.get(k) for f in flats]) for k in config_keys(flats)]
+    return [config_column(k, [f.get(k) for f in flats]) for k in config_keys(flats, _experiments(model, run_ids))]
+
+
+def _experiments(model, run_ids: Sequence[str]) -> list[str]:
+    return [model.runs.get(rid, {}).get("experiment_id") or "" for rid in run_ids]
 
 
 def fit_columns(width: int, config: Sequence[Column] = ()) -> tuple[list[str], dict[str, int]]:
@@ -106,7 +118,8 @@ def fit_columns(width: int, config: Sequence[Column] = ()) -> tuple[list[str], d
     available = width - 2  # the vertical scrollbar
     chosen = set()
     for key in PRIORITY:
-        for candidate in ([c.key for c in config] if key == "cfg" else [key]):
+        candidates = {"cfg1": [c.key for c in config[:1]], "cfg": [c.key for c in config[1:]]}.get(key, [key])
+        for candidate in candidates:
             cost = widths[candidate] + 2  # cell padding 1 on each side
             if cost <= available:
                 chosen.add(candidate)

@@ -32,7 +32,6 @@ class RunsView(Vertical):
     """Filter input, runs table, status line; a state message (reading / no runs / unreadable store) instead."""
 
     BINDINGS = [
-        Binding("slash", "focus_filter", "Filter", key_display="/"),
         Binding("a", "select_all", "Select shown", show=False),
         Binding("n", "select_none", "Select none", show=False),
         Binding("s", "stop", "Stop"),
@@ -375,7 +374,7 @@ class RunsView(Vertical):
 
     @on(Input.Submitted, "#runs-filter")
     def _filter_submitted(self) -> None:
-        self.table.focus()
+        self.screen.set_focus(self.table)  # at once: a key typed right after enter must reach the table
 
     def set_filter(self, text: str, from_input: bool = False) -> None:
         new = RunFilter(text)
@@ -425,7 +424,7 @@ class RunsView(Vertical):
         self.post_message(self.SelectionToggled([event.run_id]))
 
     def action_focus_filter(self) -> None:
-        self.query_one("#runs-filter", Input).focus()
+        self.screen.set_focus(self.query_one("#runs-filter", Input))
 
     def action_select_all(self) -> None:
         shown = self.shown_run_ids()
@@ -454,7 +453,7 @@ class RunsView(Vertical):
 
     def key_escape(self) -> None:
         if self.query_one("#runs-filter", Input).has_focus:
-            self.table.focus()
+            self.screen.set_focus(self.table)
 
 
 def _sort_id(run_id: str):
