@@ -426,14 +426,46 @@ class Store:
         select = ", ".join(f"length({c})" if c in long else c for c in columns)
         return {row[0]: tuple(row) for row in self.conn.execute(f"SELECT {select} FROM runs")}
 
-    def runs_by_ids(self, run_ids: list[str]) -> list[dict]:
-        """Whole run rows (JSON columns decoded) of these ids, in creation order; unknown ids are skipped."""
-        rows: list[dict] = []
-        for i in range(0, len(run_ids), 500):
-            part = run_ids[i:i + 500]
-            rows.extend(_row_to_run(r) for r in self.conn.execute(
-                f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(part))}) ORDER BY created, idx", part))
+    def runs_by_ids(self, run_ids: list[str] | None = None, decode: tuple[str, ...] = JSON_COLUMNS) -> list[dict]:
+        """Whole run rows of these ids (None: all runs), in creation order; unknown ids are skipped. Only the
+        JSON columns in `decode` are parsed (the others stay text: 10,000 net summaries take ~0.3 s to parse)."""
+        if run_ids is None or len(run_ids) > 2000:
+            wanted = None if run_ids is None else set(run_ids)
+            rows = self._plain_rows("SELECT * FROM runs ORDER BY created, idx", ())
+            rows = rows if wanted is None else [row for row in rows if row["id"] in wanted]
+        else:
+            rows = []
+            for i in range(0, len(run_ids), 500):
+                part = run_ids[i:i + 500]
+                rows.extend(self._plain_rows(f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(part))}) "
+                                             "ORDER BY created, idx", part))
+        for row in rows:
+            for key in decode:
+                if row.get(key):
+                    try:
+                        row[key] = json.loads(row[key])
+                    except ValueError:
+                        pass  # shown as the text it is
         return rows
+
+    def newest_runs(self, limit: int, decode: tuple[str, ...] = JSON_COLUMNS) -> list[dict]:
+        """The `limit` most recently created runs (a first screen of them, without scanning the whole table)."""
+        rows = self._plain_rows("SELECT * FROM runs ORDER BY created DESC, idx LIMIT ?", (int(limit),))
+        for row in rows:
+            for key in decode:
+                if row.get(key):
+                    try:
+                        row[key] = json.loads(row[key])
+                    except ValueError:
+                        pass
+        return rows
+
+    def _plain_rows(self, query: str, args) -> list[dict]:
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # dict(zip()) is 2x faster than dict(sqlite3.Row) over 10,000 rows
+        cursor.execute(query, args)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
 
     def metrics_after(self, after_id: int, limit: int) -> list[tuple]:
         """Up to `limit` metric rows of all runs with id > `after_id`, in id order:

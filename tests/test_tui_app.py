@@ -130,9 +130,11 @@ def test_metric_batch_matches_row_by_row_grouping():
 def test_poller_reads_only_what_changed(small_store):
     """Runs first; then only the history of the runs the views want, and new rows of those runs only."""
     poller = Poller(small_store, clock=lambda: FROZEN_NOW)
-    first = poller.poll()
+    first = poller.poll()  # a first page of the newest runs (here: all 10), nothing else
     assert first.first and len(first.run_rows) == 10 and first.batch.rows == 0 and first.more
-    idle = poller.poll()  # nothing wanted: no metric row is read
+    whole = poller.poll()  # then every run row once; no metric row (nothing wanted yet)
+    assert len(whole.run_rows) == 10 and whole.batch.rows == 0 and not whole.more
+    idle = poller.poll()
     assert idle.batch.rows == 0 and idle.run_rows == [] and not idle.more
 
     writer = Store(small_store)

@@ -101,6 +101,6 @@ LONG_WITH_A_REASON = {
 def test_no_module_is_long_without_a_reason():
     """One module per view and small modules (issue 7): ~400 lines, a little more where the reason is written."""
     long = {name: n for p in (ROOT / "tui").rglob("*.py") if p.name != "_textual_hacks.py"
-            and (n := len(p.read_text().splitlines())) > (480 if (name := str(p.relative_to(ROOT)))
+            and (n := len(p.read_text().splitlines())) > (500 if (name := str(p.relative_to(ROOT)))
                                                             in LONG_WITH_A_REASON else 420)}
     assert not long, long

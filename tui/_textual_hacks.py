@@ -37,11 +37,13 @@ class FastDataTable(DataTable):
 
     # Every column has a fixed width and every row is one line high, so DataTable's measuring of cell contents
     # (all cells of new rows; a whole column whenever an updated cell gets narrower) is wasted work: it cost
-    # ~0.3 s per 1,000 rows added and made live updates of a sorted column O(rows). Only the virtual size is needed.
+    # ~0.3 s per 1,000 rows added and made live updates of a sorted column O(rows). Only the virtual size is needed,
+    # and with one-line rows the height is the row count (`_total_row_height` walks every row's offset: filling
+    # 10,000 rows in chunks of 400 spent 0.55 s there).
     def _update_dimensions(self, new_rows) -> None:
         header_height = self.header_height if self.show_header else 0
         width = sum(column.get_render_width(self) for column in self.columns.values())
-        self.virtual_size = Size(width + self._row_label_column_width, self._total_row_height + header_height)
+        self.virtual_size = Size(width + self._row_label_column_width, len(self._data) + header_height)
 
     def _update_column_widths(self, updated_cells) -> None:
         pass

@@ -224,12 +224,12 @@ class MxdashApp(RunActions, App):
         self.poll()
 
     # -- what the plots show ----------------------------------------------------------------------------------------
-    def _shown(self) -> tuple[list[str], str]:
+    def _shown(self) -> tuple[list[str], str, int]:
         try:
             view = self.main.runs_view
         except LookupError:
-            return list(self.model.runs), ""
-        return view.shown_run_ids(), view.filter.text
+            return list(self.model.runs), "", len(self.model.runs)
+        return view.shown_run_ids(), view.filter.text, view.shown_total()
 
     def plot_selection(self) -> tuple[list[str], str]:
         """The runs the plots show and what they are: the selection, else the runs the filter shows (capped)."""
@@ -240,7 +240,8 @@ class MxdashApp(RunActions, App):
         return self.plot_selection()[0]
 
     def compare_selection(self) -> tuple[list[str], str]:
-        return self.state.runs(self.model, *self._shown(), COMPARE_CAP)
+        shown, filter_text, total = self._shown()
+        return self.state.runs(self.model, shown, filter_text, COMPARE_CAP, total)
 
     def replan(self) -> None:
         """Recompute the plot plan (runs, units, colours, legend) and tell the visible view if it changed."""

@@ -31,6 +31,8 @@ from experiments.store import DB_NAME, Store, StoreError
 
 from tui.model import MetricBatch
 
+FIRST_PAGE_RUNS = 100  # the first poll reads only the newest runs: a screenful paints before the whole table is read
+RUN_ROWS_PER_POLL = 2000  # run rows read and decoded per poll (~40 ms of worker time)
 METRIC_CHUNK_ROWS = 100_000  # new rows per poll while catching up (~0.15 s of worker time)
 HISTORY_ROWS = 200_000  # history rows per poll when the views want runs the model does not hold yet
 REAP_EVERY_S = 5.0
@@ -80,7 +82,13 @@ class Poller:
         self.wanted: frozenset[str] = frozenset()
         self._signatures: dict[str, tuple] = {}
         self._claims: dict[str, tuple] = {}  # run id -> (created, started): a change means its rows were redone
-        self._data_version: int | None = None
+        self._data_version: int | None = None  # caught up at this version: a poll may skip everything
+        self._runs_version: int | None = None  # the run rows were last compared at this version
+        self._read_once = False  # every run row has been read once (the first poll reads a page)
+        self._page: set[str] | None = None  # the runs of the first page
+        self._more_runs = False  # changed run rows left for the next poll
+        self._later: list[str] = []  # their ids, newest first
+        self._later_signatures: dict[str, tuple] = {}
         self._tail_more = False
         self._last_reap = 0.0
         self._polls = 0
@@ -96,11 +104,12 @@ class Poller:
     @property
     def pending(self) -> list[str]:
         """Wanted runs (known to the store) whose history is not read yet."""
-        return sorted(rid for rid in self.wanted - self.loaded if rid in self._signatures)
+        known = self._signatures if self._read_once or self._page is None else self._page
+        return sorted(rid for rid in self.wanted - self.loaded if rid in known)
 
     def invalidate(self) -> None:
         """Re-read run signatures next poll (after this process wrote to the store itself)."""
-        self._data_version = None
+        self._data_version = self._runs_version = None
 
     # -- store ----------------------------------------------------------------------------------------------------
     def _open(self):
@@ -135,7 +144,7 @@ class Poller:
             except Exception:
                 pass
         self.store = None
-        self._data_version = None
+        self._data_version = self._runs_version = None
 
     # -- polling --------------------------------------------------------------------------------------------------
     def poll(self) -> PollResult:
@@ -181,17 +190,39 @@ class Poller:
             return []
 
     def _poll(self, store, first: bool) -> PollResult:
+        if first and hasattr(store, "newest_runs"):
+            # The newest runs only (the table's default order is newest first): 10,000 runs took 0.3-0.9 s to read
+            # and decode before anything could be drawn. The next poll loads what the views want of them, the
+            # one after reads every run row.
+            with store.read_snapshot():
+                self.tail_id = store.max_metric_id()
+                page = store.newest_runs(FIRST_PAGE_RUNS, decode=("config",))
+            self._page = {row["id"] for row in page}
+            return PollResult(run_rows=page, more=True)
+        if not self._read_once and self.pending and self._page is not None:
+            result = PollResult()  # the plotted runs of the first page, before the whole runs table
+            with store.read_snapshot():
+                rows = self._load_history(store, result)
+            result.batch = MetricBatch.from_rows(rows) if rows else result.batch
+            result.more = True
+            return result
         result = PollResult(lost=self._reap(store, self.clock()))
         version = store.data_version()
-        if (version == self._data_version and not result.lost and not first and not self._tail_more
-                and not self.pending):
+        full = not self._read_once  # the first complete read (after the first page)
+        if (version == self._data_version and not result.lost and not full and not self._tail_more
+                and not self.pending and not self._more_runs):
             return result  # nobody committed anything and nothing new is wanted
         with store.read_snapshot():
-            result.run_rows, result.removed, redone = self._changed_runs(store)
+            if version != self._runs_version or result.lost or full or self._more_runs:
+                result.run_rows, result.removed, redone = self._changed_runs(store, version)
+                self._runs_version = version
+                self._read_once = True
+            else:  # no commit since the runs were read: only wanted history to load
+                redone = False
             max_id = store.max_metric_id()
             rows: list = []
-            if first:
-                self.tail_id = max_id  # the first poll reads runs only: the table paints at once
+            if full and self._page is None:
+                self.tail_id = max_id  # (no first page) history up to here is read run by run, as wanted
             elif result.removed or redone or max_id < self.tail_id:
                 result.reset = True  # ids may be handed out again: read the wanted runs afresh
                 self.loaded.clear()
@@ -203,9 +234,8 @@ class Poller:
                 if tail:
                     self.tail_id = tail[-1][0]
                     rows = [row for row in tail if row[1] in self.loaded]
-            if not first:
-                rows += self._load_history(store, result)
-        result.more = first or self._tail_more or bool(self.pending)
+            rows += self._load_history(store, result)
+        result.more = self._tail_more or bool(self.pending) or self._more_runs
         if not result.more:
             self._data_version = version  # caught up: the next poll may skip when nothing changed
         if rows:
@@ -222,13 +252,31 @@ class Poller:
             result.loaded.append(run_id)
         return rows
 
-    def _changed_runs(self, store) -> tuple[list[dict], list[str], bool]:
+    def _changed_runs(self, store, version=None) -> tuple[list[dict], list[str], bool]:
         """Changed run rows, removed ids, and whether a loaded run was created or claimed again."""
+        if self._later and version == self._runs_version:  # nothing committed since: the next part of the list
+            changed, self._later = self._later[:RUN_ROWS_PER_POLL], self._later[RUN_ROWS_PER_POLL:]
+            self._more_runs = bool(self._later)
+            for rid in changed:
+                self._signatures[rid] = self._later_signatures.pop(rid)
+            return self._fetch(store, changed), [], False
         signatures = store.run_signatures()
         changed = [rid for rid, sig in signatures.items() if self._signatures.get(rid) != sig]
         removed = [rid for rid in self._signatures if rid not in signatures]
+        # At most RUN_ROWS_PER_POLL rows per poll, newest first: decoding 10,000 rows at once held the GIL for
+        # 0.3-0.9 s, and the UI (a tab switch, the first plot) waited behind it. The rest stay "changed".
+        changed.reverse()
+        later = changed[RUN_ROWS_PER_POLL:]
+        changed = changed[:RUN_ROWS_PER_POLL]
+        self._later_signatures = {rid: signatures[rid] for rid in later}
+        for rid in later:
+            if rid in self._signatures:
+                signatures[rid] = self._signatures[rid]
+            else:
+                del signatures[rid]
+        self._more_runs, self._later = bool(later), later
         self._signatures = signatures
-        rows = store.runs_by_ids(changed) if changed else []
+        rows = self._fetch(store, changed)
         redone = False
         for row in rows:
             claim = (row.get("created"), row.get("started"))
@@ -242,6 +290,10 @@ class Poller:
             self._claims.pop(rid, None)
             self.loaded.discard(rid)
         return rows, removed, redone
+
+    def _fetch(self, store, run_ids: list[str]) -> list[dict]:
+        # config decoded here (filters, columns, legends need it); summary and versions when a view shows them
+        return store.runs_by_ids(run_ids, decode=("config",)) if run_ids else []
 
     def _poll_generic(self, store, first: bool) -> PollResult:
         """Any object with list_runs() and metrics_since_all(after_id): whole rows compared, every metric read."""

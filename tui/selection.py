@@ -27,8 +27,10 @@ class PlotState:
         self.plan = PlotPlan()
 
     # -- which runs -----------------------------------------------------------------------------------------------
-    def runs(self, model, shown: Sequence[str], filter_text: str, cap: int) -> tuple[list[str], str]:
-        """(run ids, what they are) for the plots (cap PLOT_CAP) or Compare (COMPARE_CAP)."""
+    def runs(self, model, shown: Sequence[str], filter_text: str, cap: int, total: Optional[int] = None,
+             ) -> tuple[list[str], str]:
+        """(run ids, what they are) for the plots (cap PLOT_CAP) or Compare (COMPARE_CAP). `total`: how many runs
+        the filter shows when `shown` is only the first of them."""
         if self.selected:
             ids = [rid for rid in shown if rid in self.selected]
             ids += sorted(rid for rid in self.selected if rid in model.runs and rid not in set(ids))
@@ -36,15 +38,17 @@ class PlotState:
         else:
             ids = list(shown)
             what = "the filter shows" if filter_text else "in the store"
-            title = f"{len(ids)} runs {what}" if len(ids) != 1 else f"1 run {what}"
-        if len(ids) > cap:
-            title = f"first {cap} of {len(ids)} runs {'selected' if self.selected else what}" \
+            n = len(ids) if total is None else max(total, len(ids))
+            title = f"{n} runs {what}" if n != 1 else f"1 run {what}"
+        count = len(ids) if self.selected or total is None else max(total, len(ids))
+        if count > cap:
+            title = f"first {cap} of {count} runs {'selected' if self.selected else what}" \
                     f" (narrow the filter or select)"
             ids = ids[:cap]
         return ids, title
 
-    def make_plan(self, model, shown: Sequence[str], filter_text: str) -> PlotPlan:
-        ids, title = self.runs(model, shown, filter_text, PLOT_CAP)
+    def make_plan(self, model, shown: Sequence[str], filter_text: str, total: Optional[int] = None) -> PlotPlan:
+        ids, title = self.runs(model, shown, filter_text, PLOT_CAP, total)
         flats = {rid: model.flat(rid) for rid in ids}
         plan = plan_units(ids, model.runs, flats, self.color_key, self.aggregate, self.colors, self.hidden,
                           self.focus)

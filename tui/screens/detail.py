@@ -18,6 +18,7 @@ from experiments.metrics import (DEAD_PREFIX, GRAD_NORM, LR, RUNNING, STALE, TRA
 from experiments.report import (MISSING, flat_config, format_duration, format_number, format_percent, format_time,
                                 format_value, run_duration, sparkline)
 from tui.status import STALE_STYLE, status_text
+from tui.model import row_json
 from tui.poller import LogTail
 from tui._textual_hacks import CachedFooter
 from tui.widgets.header import TopBar
@@ -33,8 +34,8 @@ def overview(run: dict, model, now: float, width: int) -> Group:
     info = Table.grid(padding=(0, 2))
     info.add_column(style="dim", no_wrap=True)
     info.add_column()
-    versions = run.get("versions") or {}
-    summary = run.get("summary") or {}
+    versions = row_json(run, "versions") or {}
+    summary = row_json(run, "summary") or {}
     total = summary.get("total_params") if isinstance(summary, dict) else None
     steps = f"{run.get('step') or 0}" + (f" / {run['total_steps']}" if run.get("total_steps") else "")
     epochs = format_number(run.get("epoch"), ".2f") + (f" / {run['epochs']}" if run.get("epochs") else "")
@@ -197,7 +198,7 @@ class RunDetailScreen(Screen):
             self.query_one("#detail-config-body", Static).update(config_table(run.get("config") or {}))
         if run.get("summary") is not self._summary_shown:
             self._summary_shown = run.get("summary")
-            self.query_one("#detail-net-body", Static).update(net_table(run.get("summary")))
+            self.query_one("#detail-net-body", Static).update(net_table(row_json(run, "summary")))
 
     @work(thread=True, exclusive=True, group="log-tail", exit_on_error=False)
     def _read_log(self) -> None:

@@ -146,6 +146,7 @@ class MainScreen(Screen):
     @on(TabbedContent.TabActivated, "#views")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
+        self.runs_view.paused = tab != "runs"
         if not self.view_ready(tab):
             self.ensure_view(tab)
             self.call_after_refresh(self._tab_activated, event)

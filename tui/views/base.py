@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from experiments.metrics import DIVERGED
 from tui._textual_hacks import PrerenderedStatic
 from tui.grouping import PlotPlan
+from tui.model import row_json
 from tui.plot import HINT_STYLE, blank_text, truncate
 
 ROW_FIELDS = ("status", "optimizer", "lr", "experiment_id", "diverged_step", "started", "best_val_loss", "val_loss",
@@ -127,7 +128,7 @@ def chance_loss(units: Sequence[UnitData]) -> Optional[float]:
     found = set()
     for unit in units:
         for run in unit.runs:
-            summary = run.row.get("summary")
+            summary = row_json(run.row, "summary")
             layers = summary.get("layers") if isinstance(summary, dict) else None
             shape = layers[-1].get("output_shape") if isinstance(layers, list) and layers else None
             if isinstance(shape, list) and shape and isinstance(shape[-1], int) and shape[-1] > 1:

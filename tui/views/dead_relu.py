@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.binding import Binding
 
 from experiments.metrics import DEAD_PREFIX, dead_layer, is_dead_key
+from tui.model import row_json
 from tui.plot import (Band, LegendEntry, PlotSeries, aggregate, color_of, heatmap_key, render_chart,
                       render_heatmap)
 from tui.views.base import NO_RUNS_HINT, PlotView, RunData, UnitData, ViewJob, crosshair_x, hint, split_height, \
@@ -34,7 +35,7 @@ def dead_layers(run: RunData) -> list[str]:
 def leaky_layers(run: RunData) -> set[str]:
     """Layers whose activation is a leaky ReLU: from the net summary (`hidden0_leaky_relu` of type LeakyReLU
     after `hidden0`), else from the config (`net.activation = "leaky_relu"` applies to every layer)."""
-    summary = run.row.get("summary")
+    summary = row_json(run.row, "summary")
     found = set()
     if isinstance(summary, dict) and isinstance(summary.get("layers"), list):
         for layer in summary["layers"]:

@@ -86,11 +86,17 @@ def config_keys(flats: Sequence[dict], experiments: Sequence[str] | None = None)
     apart), at most MAX_CONFIG_COLUMNS: the grid keys first (those that vary inside one experiment), then the
     keys in which experiments differ."""
     keys = [k for k in varying_keys(flats) if k not in COVERED_KEYS and not is_ignored(k)]
-    if experiments is not None and len(set(experiments)) > 1:
-        by_experiment: dict[str, list[dict]] = {}
+    if experiments is not None and len(keys) > 1:
+        first: dict[tuple[str, str], object] = {}
+        grid = set()
         for flat, experiment in zip(flats, experiments):
-            by_experiment.setdefault(experiment, []).append(flat)
-        grid = {k for group in by_experiment.values() for k in varying_keys(group)}
+            for key in keys:
+                if key in grid:
+                    continue
+                value = flat.get(key)
+                seen = first.setdefault((experiment, key), value)
+                if seen is not value and (type(seen) is not type(value) or seen != value):
+                    grid.add(key)
         keys = [k for k in keys if k in grid] + [k for k in keys if k not in grid]
     return keys[:MAX_CONFIG_COLUMNS]
 

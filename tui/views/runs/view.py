@@ -84,6 +84,8 @@ class RunsView(Vertical):
         self._resort_after_fill = False
         self._age_tick = 0.0
         self._cursor_run: str | None = None  # the run the cursor is on (it follows it across inserts and sorts)
+        self._paused = False  # another tab is shown: rows beyond the first screenful wait
+        self._stale = False  # a rebuild was put off while paused
         self._width = 0
 
     def compose(self) -> ComposeResult:
@@ -102,7 +104,7 @@ class RunsView(Vertical):
         self.show_state(LOADING, None)
 
     # -- columns ----------------------------------------------------------------------------------------------------
-    def _setup_columns(self, width: int, force: bool = False) -> None:
+    def _setup_columns(self, width: int, force: bool = False, refill: bool = True) -> None:
         self._width = width
         keys, widths = fit_columns(width, self.config_columns)
         if keys == self.keys and widths == self.widths and not force:
@@ -115,7 +117,8 @@ class RunsView(Vertical):
             table.add_column(self._label(key), key=key, width=self.widths[key])
         self._cells.clear()
         self._visible.clear()
-        self.rebuild(refit=False)
+        if refill:
+            self.rebuild(refit=False)
 
     def _column(self, key: str):
         if key.startswith(CONFIG_PREFIX):
@@ -144,14 +147,29 @@ class RunsView(Vertical):
         return True
 
     # -- data -------------------------------------------------------------------------------------------------------
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self._paused = value
+        if not value and self._stale:
+            self._stale = False
+            self.rebuild()
+
     def rebuild(self, refit: bool = True) -> None:
         """Re-fill the table from the model (filter, sort or columns changed). The rows on screen come first;
         the others are added in chunks after the next frames, so thousands of runs paint at once."""
+        self._stale = False
         now = self.clock()
-        runs = [run for run in self.model.runs.values() if self.filter.matches(run, self.model.flat(run["id"]), now)]
+        if self.filter:
+            runs = [run for run in self.model.runs.values()
+                    if self.filter.matches(run, self.model.flat(run["id"]), now)]
+        else:
+            runs = list(self.model.runs.values())
         if refit and self._refit_config_columns(runs):
-            self._setup_columns(self._width or self.app.size.width, force=True)
-            return
+            self._setup_columns(self._width or self.app.size.width, force=True, refill=False)
         table = self.table
         table.clear()
         self._cells.clear()
@@ -167,11 +185,14 @@ class RunsView(Vertical):
 
     @property
     def filling(self) -> bool:
-        """True while rows are still being added after a rebuild."""
-        return bool(self._fill_queue)
+        """True while rows are still being added after a rebuild (not while paused behind another tab)."""
+        return bool(self._fill_queue) and not self._paused
 
     def _fill(self, generation: int, count: int) -> None:
         if generation != self._fill_generation or not self._fill_queue:
+            return
+        if self.paused and count != self.FIRST_ROWS:  # another tab is shown: it gets the CPU; go on when back
+            self.set_timer(0.25, lambda: self._fill(generation, count))
             return
         chunk, self._fill_queue = self._fill_queue[:count], self._fill_queue[count:]
         now = self.clock()
@@ -225,6 +246,9 @@ class RunsView(Vertical):
         """Update rows of changed runs, add new matching runs, drop removed or no-longer-matching ones."""
         model, table = self.model, self.table
         new = [rid for rid in changed if rid not in self._visible and rid in model.runs]
+        if len(new) > self.FIRST_ROWS and self.paused:
+            self._stale = True  # thousands of new rows while another tab is shown: rebuild when shown again
+            return
         if len(new) > self.FIRST_ROWS or (new and self._new_config_keys(new)):
             self.rebuild()  # many new runs (the first poll), or new runs that vary in other keys
             return
@@ -359,6 +383,12 @@ class RunsView(Vertical):
     def shown_run_ids(self) -> list[str]:
         """Every run the filter shows, in display order (rows still being filled in included)."""
         return self.visible_run_ids() + [rid for rid in self._fill_queue if rid in self._visible]
+
+    def shown_total(self) -> int:
+        """How many runs the filter shows (while a rebuild waits behind another tab: what it will show)."""
+        if self._stale and not self.filter:
+            return len(self.model.runs)
+        return len(self._visible)
 
     def target_runs(self) -> list[str]:
         """The runs an action applies to: the selection, else the highlighted run."""
