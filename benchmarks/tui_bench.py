@@ -161,6 +161,7 @@ async def press(app, key: str, char: str | None, done, timeout: float = 10.0) ->
 async def key_latency(runs_dir: Path, rounds: int) -> dict[str, list[float]]:
     app = MxdashApp(runs_dir, machine_probe=None, poll_interval=1.0)
     kinds: dict[str, list[float]] = {"tab switch": [], "filter keystroke": [], "palette": []}
+    per_tab: dict[str, list[float]] = {}
     async with app.run_test(size=(120, 36)) as pilot:
         while not app.model.runs or app.busy:
             await pilot.pause(0.05)
@@ -169,7 +170,9 @@ async def key_latency(runs_dir: Path, rounds: int) -> dict[str, list[float]]:
         tab = lambda name: lambda: main.active_tab == name and main.view_ready(name)  # noqa: E731
         for _ in range(rounds):
             for key, name in (("2", "curves"), ("3", "lr"), ("4", "dead"), ("5", "compare"), ("1", "runs")):
-                kinds["tab switch"].append(await press(app, key, key, tab(name)))
+                latency = await press(app, key, key, tab(name))
+                kinds["tab switch"].append(latency)
+                per_tab.setdefault(name, []).append(latency)
                 await asyncio.sleep(0.15)  # a fast user; polls and plot renders run in between
             field = main.runs_view.query_one("#runs-filter")
             await press(app, "slash", "/", lambda: field.has_focus)
@@ -187,11 +190,17 @@ async def key_latency(runs_dir: Path, rounds: int) -> dict[str, list[float]]:
             palette = lambda: "CommandPalette" in type(app.screen).__name__  # noqa: E731
             kinds["palette"].append(await press(app, "ctrl+p", None, palette))
             await asyncio.sleep(0.15)
+            from textual.widgets import Input
+
+            query = app.screen.query_one(Input)
+            typed = ""
             for char in "curv":
-                kinds["palette"].append(await press(app, char, char, lambda: True))
+                typed += char
+                kinds["palette"].append(await press(app, char, char, lambda t=typed: query.value == t))
                 await asyncio.sleep(0.08)
             kinds["palette"].append(await press(app, "escape", None, lambda: not palette()))
             await asyncio.sleep(0.3)
+    kinds.update({f"  to {name}": values for name, values in per_tab.items()})
     return kinds
 
 
