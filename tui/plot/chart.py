@@ -179,6 +179,8 @@ def render_chart(series: Sequence[PlotSeries], width: int, height: int, *, title
     lines.put_block(header_rows, gutter, codes, cell_styles, palette.styles)
     _write_y_axis(lines, y_ticks, header_rows, rows, gutter, yr)
     write_x_axis(lines, height - 1, gutter, cols, xr, log_x, x_label)
+    if canvas.vline is not None:  # where the crosshair is, on the axis too (dense lines hide its ┊)
+        lines.write(height - 1, gutter + canvas.vline[0], "▲", "bold")
     return lines.to_text()
 
 

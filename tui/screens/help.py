@@ -29,7 +29,9 @@ def screen_keys(screen: Screen) -> list[tuple[str, list[tuple[str, str]]]]:
             continue
         name = GROUP_NAMES.get(type(active.node).__name__, type(active.node).__name__)
         groups.setdefault(name, []).append((key_name(binding), binding.description))
-    ordered = sorted(groups.items(), key=lambda item: item[0] == "everywhere")
+    ours = set(GROUP_NAMES.values()) - {"everywhere", "screen"}
+    # the view's own keys first, then the ones that work everywhere, then Textual's widget keys (scrolling...)
+    ordered = sorted(groups.items(), key=lambda item: (0 if item[0] in ours else 1 if item[0] == "everywhere" else 2))
     return [(name, sorted(set(keys))) for name, keys in ordered]
 
 

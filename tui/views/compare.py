@@ -15,8 +15,9 @@ from textual.widgets import DataTable, Static
 
 from experiments.metrics import DEAD_PREFIX, display_status
 from experiments.report import (BEST_STYLE, MISSING, differing_config, format_duration, format_number,
-                                format_percent, format_value, run_duration)
+                                format_percent, run_duration)
 from tui.grouping import flat_of, varying_keys
+from tui.grouping import format_value as short_value
 from tui.status import status_text
 
 MAX_COMPARE = 500  # columns; beyond this the view says how many were left out
@@ -39,7 +40,7 @@ def compare_rows(model, runs: list[dict], now: float) -> list[tuple[str, list[Te
     keys = set(varying_keys([flat_of(run) for run in runs]))  # not keys only some optimizers have (beta1, rho)
     for key, values in differing_config(runs):
         if key in keys:
-            rows.append((key, [Text(format_value(v)) for v in values]))
+            rows.append((key, [Text(short_value(v)) for v in values]))
     rows.append(("status", [status_text(display_status(run, now)) for run in runs]))
     rows.append(_metric_row("final train loss", [run.get("train_loss") for run in runs], format_number, min))
     rows.append(_metric_row("best val loss", [run.get("best_val_loss") for run in runs], format_number, min))

@@ -139,6 +139,8 @@ def build_curves(job: ViewJob) -> Text:
         if not any(is_diverged(run.row) for run in unit.runs):
             readable += values
     full_x = _x_extent(series, bands)
+    if axis == "wall" and full_x is not None:
+        full_x = (0.0, full_x[1])  # seconds since each run started: the axis starts where the runs did
     shown_x = zoomed(full_x, job.zoom)
     vline = crosshair_x(shown_x, job.crosshair)
     y_range = None if full else _robust_range(readable or everything, chance_loss(units), log_y)
@@ -201,7 +203,8 @@ def readout(mains: list, x: Optional[float], axis: str, width: int, rows: int, n
         value = value_at(*main, x) if main is not None else None
         readings.append((math.inf if value is None else value, unit, value))
     readings.sort(key=lambda item: item[0])
-    col = lines.write(0, 0, f"{axis} {x:.4g} │", TICK_STYLE) + 1
+    where = f"{x:.0f}" if axis == "step" else f"{x:.4g}"
+    col = lines.write(0, 0, f"{axis} {where} │", TICK_STYLE) + 1
     row = 0
     for index, (_, unit, value) in enumerate(readings):
         text = f"{truncate(unit.label, max(8, width // 3))} {format_reading(value)}"
