@@ -146,7 +146,7 @@ class MxdashApp(RunActions, App):
         if self._polling or self.catching_up or not self.polls or self.poller.pending:
             return True
         try:
-            return self.main.runs_view.filling
+            return self.main.runs_view.filling or bool(self.main.refresh_due)
         except Exception:
             return True
 

@@ -23,6 +23,9 @@ from tui.views.runs import RunsView
 from tui.widgets.header import TopBar
 
 
+SETTLE_BEFORE_RENDER_S = 0.15
+
+
 def make_view(tab: str, app) -> Widget:
     """The view of a tab; if its module cannot be imported, say why in its place (the rest stays usable)."""
     spec = VIEW_BY_TAB[tab]
@@ -42,6 +45,7 @@ class MainScreen(Screen):
         self._views: dict[str, Widget] = {}
         self._tabbed: TabbedContent | None = None
         self._runs_view: RunsView | None = None
+        self.refresh_due: set[str] = set()  # tabs whose catch-up refresh is scheduled (the app is busy until then)
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -153,13 +157,20 @@ class MainScreen(Screen):
             return
         # The view shows what it showed last time at once; bringing it up to date (a plot starts a render thread
         # that competes for the GIL) waits until the switched screen is painted, so the switch itself stays quick.
-        self.call_after_refresh(self._refresh_if_active, tab)
+        # Plots wait a little longer: while runs train, the Curves always have new points, and a render started
+        # right after the first frame made switching to Curves ~110 ms instead of ~60 (measured, 2 runs training).
+        if tab in PLOT_TABS:
+            self.refresh_due.add(tab)
+            self.set_timer(SETTLE_BEFORE_RENDER_S, lambda: self._refresh_if_active(tab))
+        else:
+            self.call_after_refresh(self._refresh_if_active, tab)
         self.app.view_switched(tab)
         focused = self.focused
         if focused is None or event.pane not in focused.ancestors:
             self._focus_tab(tab)
 
     def _refresh_if_active(self, tab: str) -> None:
+        self.refresh_due.discard(tab)
         if self.active_tab == tab:
             self.refresh_view(tab, None)
 
