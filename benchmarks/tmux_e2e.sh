@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the dashboard in a real terminal (tmux, 120x36), as a user would drive it:
 #   open `mxdash --runs-dir X` on an empty dir -> Launch view -> pick experiments/optimizers.toml, parallel 2,
-#   --set train.epochs=60 -> ctrl+l -> runs appear in the Runs view -> curves grow in the Curves view -> stop the
+#   --set train.epochs=300 -> ctrl+l -> runs appear in the Runs view -> curves grow in the Curves view -> stop the
 #   rmsprop run (s, y) -> quit (q) -> `mxdash ls` shows the sweep finishing without the dashboard: 4 completed, 1 stopped.
 #   Also (issue 7): the Curves of the running sweep keep a readable loss axis, `?` lists the keys of the view, and the
 #   Compare view has the run ids as headers.
@@ -57,7 +57,7 @@ keys Enter                 # focus the parallel input
 sleep 0.3
 keys 2 Tab                 # parallel 2, then the --set input
 sleep 0.3
-keys "train.epochs=60"
+keys "train.epochs=300"
 sleep 0.3
 keys C-l
 wait_for "started optimizers-[0-9]+" 120 "launched detached"
