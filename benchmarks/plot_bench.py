@@ -1,11 +1,11 @@
-"""Frame time of the dashboard's chart renderer (tui/plot.py).
+"""Frame time of the dashboard's chart renderer (tui/plot/).
 
 One frame = what CurvesPane does per redraw: smooth every series (debiased EMA, sampled for display), downsample
 the raw series (min/max per pixel column), rasterise raw (faint) + smoothed lines, build the Rich Text.
 Compared, in the same invocation, with a naive frame of the same chart that rasterises every point (EMA over
 all points, no downsampling).
 
-    /work/venv/bin/python benchmarks/plot_bench.py [--repeat 7] [--series 20]
+    .venv/bin/python benchmarks/plot_bench.py [--repeat 7] [--series 20]
 """
 from __future__ import annotations
 

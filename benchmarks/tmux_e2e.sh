@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end test of the dashboard in a real terminal (tmux, 120x36), as a user would drive it:
 #   open `mxdash --runs-dir X` on an empty dir -> Launch view -> pick experiments/optimizers.toml, parallel 2,
-#   --set train.epochs=60 -> ctrl+l -> runs appear in the Runs view -> curves grow in the Curves view -> stop the
+#   --set train.epochs=300 -> ctrl+l -> runs appear in the Runs view -> curves grow in the Curves view -> stop the
 #   rmsprop run (s, y) -> quit (q) -> `mxdash ls` shows the sweep finishing without the dashboard: 4 completed, 1 stopped.
-# Usage: benchmarks/tmux_e2e.sh [MXDASH_BIN]   (default: mxdash next to the Python in /work/venv, else on PATH)
+#   Also (issue 7): the Curves of the running sweep keep a readable loss axis, `?` lists the keys of the view, and the
+#   Compare view has the run ids as headers.
+# Usage: benchmarks/tmux_e2e.sh [MXDASH_BIN]   (default: the worktree's .venv/bin/mxdash, else on PATH)
 # Exit 0 when every check passed; screens are saved in $OUT (printed at the end) for a look.
 set -euo pipefail
 
-MXDASH=${1:-${MXDASH:-$( [ -x /work/venv/bin/mxdash ] && echo /work/venv/bin/mxdash || command -v mxdash )}}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MXDASH=${1:-${MXDASH:-$( [ -x "$ROOT/.venv/bin/mxdash" ] && echo "$ROOT/.venv/bin/mxdash" || command -v mxdash )}}
 OUT=$(mktemp -d /tmp/mxdash-e2e.XXXXXX)
 RUNS="$OUT/runs"
 SESSION="mxdash-e2e-$$"
@@ -55,7 +57,7 @@ keys Enter                 # focus the parallel input
 sleep 0.3
 keys 2 Tab                 # parallel 2, then the --set input
 sleep 0.3
-keys "train.epochs=60"
+keys "train.epochs=300"
 sleep 0.3
 keys C-l
 wait_for "started optimizers-[0-9]+" 120 "launched detached"
@@ -76,6 +78,14 @@ sleep 5
 after=$(screen | md5sum)
 [ "$before" != "$after" ] || fail "the curves did not change while runs train"
 pass "curves grow"
+screen | grep -Eq "^ *[0-9.]+[kMG]┤" && fail "a loss tick in the thousands or more: the axis is not in the readable range"
+pass "loss axis in the readable range"
+keys "?"
+wait_for "everywhere" 10 "? lists the keys"
+keys Escape
+sleep 0.5
+keys 5
+wait_for "$EXP\.1 +$EXP\.2" 20 "compare: run ids as headers"
 
 # 5. stop the rmsprop run (the last of the grid: queued or running now): filter to it, s, y
 keys 1

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,10 @@ SUMMARY = {
 VERSIONS = {"python": "3.11.7", "mxnet": "1.9.1", "numpy": "1.23.5"}
 
 
-def metric_rows(run_id: str, steps: int, epochs: int, lr: float, t0: float, seed: int, log_every: int = 1,
+def metric_rows(run_id: str, steps: int, epochs: int, lr: float, seed: int, log_every: int = 1,
                 probe_every: int = 50, diverge_at: int | None = None):
-    """Metric rows (run_id, step, epoch, wall, key, value) of one synthetic run, as a generator."""
+    """Metric rows (run_id, step, epoch, wall, key, value) of one synthetic run, as a generator. `wall` is seconds
+    since the run started, as the training loop records it."""
     rng = np.random.default_rng(seed)
     logged = np.arange(log_every, steps + 1, log_every)
     decay = 0.3 + 2.0 * np.exp(-logged / max(1.0, steps / (4 + 8 * lr * 100)))
@@ -62,7 +64,7 @@ def metric_rows(run_id: str, steps: int, epochs: int, lr: float, t0: float, seed
     steps_per_epoch = max(1, steps // epochs)
     for i, step in enumerate(logged.tolist()):
         epoch = step * epochs / steps
-        wall = t0 + step * 0.01
+        wall = step * 0.01
         value = float(loss[i])
         yield (run_id, step, epoch, wall, "train_loss", None if math.isnan(value) else value)
         yield (run_id, step, epoch, wall, "lr", lr * (0.5 if epoch > epochs / 2 else 1.0))
@@ -106,7 +108,9 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
                 status = "queued"
             else:
                 status = STATUS_CYCLE[(e * runs_per_experiment + r) % len(STATUS_CYCLE)]
-            started = created + 10 + r if status != "queued" else None
+            started = (created + 10 + r) if status not in ("queued", "running") else None
+            if status == "running":
+                started = now - 30.0 - r  # a live run: started half a minute ago, advancing (not stale)
             frac = {"running": 0.4, "queued": 0.0, "completed": 1.0}.get(status, 0.6)
             done = int(steps * frac)
             ended = (started + done * 0.01 + 1) if status not in ("running", "queued") else None
@@ -120,6 +124,8 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
             traceback = ("Traceback (most recent call last):\n  File \"experiments/train.py\", line 1, in run\n"
                          "ValueError: synthetic failure") if status == "failed" else None
             config = run_config(name, net, opt, lr, seed, epochs)
+            if name == "dead_relu":  # a grid over the activation too
+                config["net"]["activation"] = ("relu", "leaky_relu")[r % 2]
             run_rows.append({
                 "id": run_id, "experiment_id": exp_id, "idx": idx, "status": status, "config": json.dumps(config),
                 "net": net, "dataset": "digits", "optimizer": opt, "lr": lr, "seed": seed, "device": "cpu",
@@ -138,13 +144,17 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
                 "git_commit": "0123456789abcdef0123456789abcdef01234567" if status != "queued" else None,
             })
             if done and points_per_run:
-                metrics.append(metric_rows(run_id, done, epochs, lr, started, seed, diverge_at=diverge_at))
+                metrics.append(metric_rows(run_id, done, epochs, lr, seed, diverge_at=diverge_at))
             if logs and status != "queued":
                 run_dir = runs_dir / run_id
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "log.txt").write_text("".join(
                     f"step {s:6d}  epoch {s / max(1, steps // epochs):5.2f}  loss {2.0 / (1 + s / 50):.4f}\n"
                     for s in range(0, done + 1, max(1, done // 30 or 1))))
+    has_progress = "progress_at" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for row in run_rows:
+        if has_progress:  # the schema records when the training loop last advanced
+            row["progress_at"] = (now - 1.0) if row["status"] == "running" else row["ended"]
     columns = list(run_rows[0])
     with store.write():
         conn.executemany("INSERT INTO experiments (id, name, file, created, config, grid, parallel, per_gpu) "
@@ -158,11 +168,41 @@ def make_store(runs_dir, experiments: int = 2, runs_per_experiment: int = 5, poi
     return runs_dir
 
 
+def make_app(runs_dir, **kwargs):
+    """The dashboard on `runs_dir` with a frozen clock, a fixed machine probe, and no timer polls (tests poll with
+    `refresh`)."""
+    from tui.app import MxdashApp
+
+    kwargs.setdefault("clock", lambda: FROZEN_NOW)
+    kwargs.setdefault("machine_probe", FixedProbe())
+    kwargs.setdefault("poll_interval", 30.0)
+    return MxdashApp(runs_dir, **kwargs)
+
+
+def runs_view(app):
+    from tui.views.runs import RunsView
+
+    return app.main.query_one(RunsView)
+
+
+def table_ids(app) -> list[str]:
+    return runs_view(app).visible_run_ids()
+
+
+def rendered(widget, width: int = 100) -> str:
+    """Plain text of a Static's content (wide enough not to wrap much)."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"), color_system=None)
+    console.print(widget.render() if not hasattr(widget, "content") else widget.content)
+    return console.export_text()
+
+
 class FixedProbe:
     """A machine probe with constant numbers (snapshot tests)."""
 
     def __call__(self):
-        from tui.poller import GpuStatus, MachineStatus
+        from tui.machine import GpuStatus, MachineStatus
 
         return MachineStatus(cpu=37.0, mem_used=6.5 * 1024 ** 3, mem_total=24 * 1024 ** 3,
                              gpus=[GpuStatus(0, "Fake GPU", 81.0, 5.0 * 1024 ** 3, 16.0 * 1024 ** 3)])
@@ -203,3 +243,60 @@ async def refresh(pilot) -> None:
     """Poll now (as after ctrl+r) and wait for the result to be applied."""
     pilot.app.action_refresh()
     await settle(pilot)
+
+
+# -- stores filled by real training runs (the shipped experiment files, trained by the real engine) -----------------
+REAL_EXPERIMENTS = (  # (experiment file, overrides): dead_relu twice, the second with another seed (seed groups)
+    ("lr_sweep.toml", ()),
+    ("dead_relu.toml", ()),
+    ("dead_relu.toml", ("train.seed=1",)),
+)
+_REAL_STORES: dict[str, Path] = {}
+
+
+def _train_real_store(runs_dir: str) -> None:
+    """Create the REAL_EXPERIMENTS runs in `runs_dir` and train them one after another in this process."""
+    from experiments.config import load_experiment
+    from experiments.train import execute
+
+    project = Path(__file__).resolve().parent.parent
+    store = Store(runs_dir, create=True)
+    for file, overrides in REAL_EXPERIMENTS:
+        path = project / "experiments" / file
+        name, raw, runs = load_experiment(path, list(overrides))
+        _, run_ids = store.create_experiment(name, str(path), raw, raw.get("grid", {}), runs)
+        for run_id in run_ids:
+            execute(store, run_id, log=lambda line: None)
+    store.close()
+
+
+def real_store(tmp_path_factory) -> Path:
+    """The REAL_EXPERIMENTS trained once per test session (in a subprocess: the test process never imports
+    mxnet), ~10 s on 2 cores. Callers that write to it must copy it first (`copy_store`)."""
+    import subprocess
+    import sys
+
+    if "real" not in _REAL_STORES and os.environ.get("MXDASH_TEST_REAL_STORE"):
+        _REAL_STORES["real"] = Path(os.environ["MXDASH_TEST_REAL_STORE"])  # a store built before (iterating)
+    if "real" not in _REAL_STORES:
+        runs_dir = tmp_path_factory.mktemp("real-sweeps") / "runs"
+        here = Path(__file__).resolve().parent
+        code = f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parent)!r}]; " \
+               f"import conftest_tui; conftest_tui._train_real_store({str(runs_dir)!r})"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=600, cwd=here.parent)
+        _REAL_STORES["real"] = runs_dir
+    return _REAL_STORES["real"]
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """A consistent copy of a store's database (SQLite's online backup), without the run folders."""
+    import sqlite3
+
+    target.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(Path(source) / "mxdash.db")
+    dst = sqlite3.connect(target / "mxdash.db")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target

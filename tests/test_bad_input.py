@@ -217,7 +217,7 @@ CASES = [
     command("runs dir under /proc", ["run", EXP, "--runs-dir", "/proc/mxdash-no-such/runs"],
             ["--runs-dir /proc/mxdash-no-such/runs", "cannot create"], write("exp.toml", GOOD)),
     *[command(f"4 KB random mxdash.db ({' '.join(a for a in argv if '{' not in a)})", [*argv, "--runs-dir", RUNS],
-              ["{tmp}/runs/mxdash.db", "not a readable mxdash run store", "move it aside"],
+              ["{tmp}/runs/mxdash.db", "not a readable mxdash store", "move it aside"],
               both(corrupt_db, write("exp.toml", GOOD)))
       for argv in (["run", EXP], ["ls"], ["show", "x"], ["compare", "x", "y"], ["export", "x", "--out", "{tmp}/e"],
                    ["stop", "x"], ["resume", "x"], ["gc"], ["gc", "--yes"])],

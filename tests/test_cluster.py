@@ -137,6 +137,7 @@ def test_stop_a_running_and_a_queued_cluster_run(tmp_path, cluster):
     from tui.poller import Poller
 
     poller, status, live = Poller(runs_dir), {}, set()
+    poller.set_wanted([first, second])  # the runs a view plots: the poller reads their history, then new rows
 
     def poll_live():
         result = poller.poll()

@@ -1,4 +1,4 @@
-"""tui/plot.py: downsampling, smoothing, the braille raster, axes and the heatmap."""
+"""tui/plot/: downsampling, smoothing, aggregation, the robust range, the braille raster, axes and the heatmap."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from tui.plot import (BRAILLE_BASE, SHADES, Marker, PlotSeries, axis_ticks, bucket_means, column_spans,
-                      downsample_minmax, ema_debiased, ema_debiased_sampled, finite_part, format_decade,
-                      line_pixels, render_chart, render_heatmap, shade_levels, smooth_for_display)
+from tui.plot import (SHADES, Band, Marker, PlotSeries, aggregate, axis_ticks, bucket_means, column_spans,
+                      downsample_minmax, ema_debiased, ema_debiased_sampled, finite_part, line_pixels, render_chart,
+                      render_heatmap, robust_top, shade_levels, smooth_for_display, value_at)
+from tui.plot.axes import format_decade
+from tui.plot.canvas import BRAILLE_BASE
 
 
 def lines_of(text) -> list[str]:
@@ -263,9 +265,11 @@ def test_values_outside_fixed_range_are_clipped_not_crashing():
 
 # -- heatmap ----------------------------------------------------------------------------------------------------
 
-def test_shade_levels():
-    levels = shade_levels(np.array([0.0, 0.01, 0.25, 0.26, 0.5, 0.74, 0.76, 1.0, np.nan]))
-    assert list(levels) == [0, 1, 1, 2, 2, 3, 4, 4, -1]
+def test_shade_levels_tell_5_from_23_percent():
+    """Nine levels: exactly 0, then <=5, 10, 15, 20, 30, 50, 75, 100% (the old quarters showed 5% and 23% alike)."""
+    values = [0.0, 0.01, 0.05, 0.051, 0.10, 0.149, 0.20, 0.23, 0.30, 0.49, 0.5, 0.74, 0.76, 1.0, np.nan]
+    assert list(shade_levels(np.array(values))) == [0, 1, 1, 2, 2, 3, 4, 5, 5, 6, 6, 7, 8, 8, -1]
+    assert shade_levels(np.array([0.05]))[0] != shade_levels(np.array([0.23]))[0]
 
 
 def test_heatmap_cells_match_hand_computed_buckets():
@@ -279,8 +283,8 @@ def test_heatmap_cells_match_hand_computed_buckets():
     text = render_heatmap(matrix, ["L1", "l2"], 2 + 1 + 4, x=steps, x_range=(0.0, 80.0))
     lines = lines_of(text)
     assert len(lines) == 3 and all(len(line) == 7 for line in lines)
-    # levels: 0 -> 0; 0.2 -> ceil(0.8) = 1; 0.6 -> ceil(2.4) = 3; 0.95 -> ceil(3.8) = 4
-    assert lines[0] == "L1│" + SHADES[0] + SHADES[1] + SHADES[3] + SHADES[4]
+    # levels: 0 -> 0; 0.2 -> <=20% = 4; 0.6 -> <=75% = 7; 0.95 -> <=100% = 8
+    assert lines[0] == "L1│" + SHADES[0] + SHADES[4] + SHADES[7] + SHADES[8]
     assert lines[1] == "l2│" + SHADES[0] * 4
 
 
@@ -296,3 +300,73 @@ def test_heatmap_degenerate_inputs():
                                   (np.ones((1, 1)), ["a"], 3), (np.ones((1, 5)), ["a"], 0)]:
         text = render_heatmap(matrix, labels, width, title="t")
         assert len(lines_of(text)) == len(labels) + 2
+
+
+# -- robust range, aggregation, overlaps -----------------------------------------------------------------------
+
+def test_robust_top_ignores_a_blown_up_run_and_caps_near_chance():
+    rng = np.random.default_rng(0)
+    sane = [2.3 * np.exp(-np.linspace(0, 3, 200)) + 0.02 * rng.random(200) for _ in range(5)]
+    blown = np.concatenate([np.linspace(2.3, 1e10, 20)])
+    top = robust_top(sane + [blown], chance=math.log(10))
+    assert top is not None and top <= 1.25 * math.log(10)  # not 1e10
+    assert robust_top(sane) == pytest.approx(np.quantile(np.concatenate(sane), 0.99))
+    regression = [np.full(50, 40.0)]  # a loss that is not a classification loss: no cap below its own values
+    assert robust_top(regression, chance=math.log(10)) == pytest.approx(40.0)
+    assert robust_top([np.array([np.nan, np.inf])]) is None
+
+
+def test_aggregate_is_mean_min_max_on_a_common_grid():
+    x = np.arange(0.0, 101.0, 10.0)
+    a, b = (x, np.full(len(x), 1.0)), (x, np.full(len(x), 3.0))
+    gx, mean, lo, hi = aggregate([a, b], 21)
+    assert gx[0] == 0 and gx[-1] == 100 and len(gx) == 21
+    np.testing.assert_allclose(mean, 2.0)
+    np.testing.assert_allclose(lo, 1.0)
+    np.testing.assert_allclose(hi, 3.0)
+    short = (x[:6], np.full(6, 5.0))  # a run that stopped at step 50 counts only where it exists
+    _, mean, _, _ = aggregate([a, short], 11)
+    np.testing.assert_allclose(mean[:6], 3.0)
+    np.testing.assert_allclose(mean[6:], 1.0)
+
+
+def test_value_at_reads_the_last_point_at_or_before():
+    x, y = np.array([10.0, 20.0, 30.0]), np.array([1.0, 2.0, np.nan])
+    assert value_at(x, y, 5) is None and value_at(x, y, 10) == 1.0 and value_at(x, y, 25) == 2.0
+    assert value_at(x, y, 35) is None  # NaN: nothing readable
+
+
+def _cells_of(text, style: str) -> int:
+    return sum(span.end - span.start for span in text.spans if str(span.style) == style)
+
+
+def test_a_short_series_keeps_its_cells_under_a_long_one():
+    """Where lines share cells the one covering fewer cells is drawn last, so it stays visible (momentum, nesterov
+    and adam vanished under rmsprop when drawn in run order)."""
+    x = np.linspace(0, 100, 400)
+    noisy = PlotSeries(x, 1.0 + 0.5 * np.sin(x * 3), color="#ff0000")
+    flat = PlotSeries(x[:200], np.full(200, 1.0), color="#00ff00")
+    for order in ([flat, noisy], [noisy, flat]):
+        chart = render_chart(order, 60, 12, legend=False, y_range=(0, 2))
+        assert _cells_of(chart, "#00ff00") >= 20
+
+
+def test_band_is_drawn_dim_under_its_mean_line():
+    x = np.linspace(0, 10, 50)
+    chart = render_chart([PlotSeries(x, np.sin(x), color="#56b4e9")], 50, 14, legend=False,
+                         bands=[Band(x, np.sin(x) - 0.4, np.sin(x) + 0.4, "#56b4e9")])
+    assert _cells_of(chart, "#56b4e9 dim") > 30 and _cells_of(chart, "#56b4e9") > 20
+
+
+def test_pinned_markers_stack_instead_of_hiding_each_other():
+    x = np.arange(10.0)
+    markers = [Marker(0.0, math.inf, "×", color) for color in ("#ff0000", "#00ff00", "#0000ff")]
+    chart = render_chart([PlotSeries(x, x)], 30, 12, markers=markers, legend=False)
+    assert chart.plain.count("×") == 3
+
+
+def test_marker_text_and_crosshair():
+    x = np.arange(100.0)
+    chart = render_chart([PlotSeries(x, x / 100)], 60, 12, legend=False, vline=50.0,
+                         markers=[Marker(20.0, 0.2, "●", "#ff0000", text="0.01")])
+    assert "●0.01" in chart.plain and chart.plain.count("┊") >= 5

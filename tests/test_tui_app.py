@@ -12,23 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest_tui import FROZEN_NOW, FixedProbe, make_store, refresh, run_async, settle, wait_workers
+from conftest_tui import (FROZEN_NOW, make_app, make_store, refresh, rendered, run_async, runs_view, settle,
+                          table_ids, wait_workers)
 from experiments.config import plan_runs, read_experiment_file
-from experiments.store import Store, StoreError
-from tui.app import MxdashApp
+from experiments.store import Store
+from tui.cli_runner import launch_experiment, resume_run
 from tui.model import DashboardModel, MetricBatch, MetricSeries
-from tui.poller import LogTail, Poller, launch_experiment, resume_run
-from tui.widgets.runs_table import RunFilter, RunsView
+from tui.poller import BROKEN, MISSING, LogTail, Poller
+from tui.views.runs import RunFilter
 
 SMALL, WIDE = (80, 24), (120, 36)
+_rendered = rendered
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------
-def make_app(runs_dir, **kwargs) -> MxdashApp:
-    kwargs.setdefault("clock", lambda: FROZEN_NOW)
-    kwargs.setdefault("machine_probe", FixedProbe())
-    kwargs.setdefault("poll_interval", 30.0)  # tests poll explicitly (refresh), the timer stays out of the way
-    return MxdashApp(runs_dir, **kwargs)
 
 
 class FakeRunner:
@@ -41,14 +38,6 @@ class FakeRunner:
     def __call__(self, cmd, **kwargs):
         self.calls.append(list(cmd))
         return subprocess.CompletedProcess(cmd, self.returncode, self.stdout, self.stderr)
-
-
-def runs_view(app) -> RunsView:
-    return app.main.query_one(RunsView)
-
-
-def table_ids(app) -> list[str]:
-    return runs_view(app).visible_run_ids()
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +95,23 @@ def test_model_apply_groups_rows_and_reports_changes():
     changes = model.apply(rows, [{"id": "a.1", "status": "running"}, {"id": "a.2", "status": "queued"}])
     assert changes.runs == {"a.1", "a.2"} and changes.series == {"a.1", "a.2"}
     assert model.series["a.1"]["train_loss"].value.tolist() == [2.0, 1.5]
-    assert model.last_metric_id == 4 and model.points == 4
-    # the same rows again change nothing; an unchanged run row is not reported
-    again = model.apply(rows, [{"id": "a.1", "status": "running"}])
+    assert model.points == 4
+    again = model.apply(None, [{"id": "a.1", "status": "running"}])  # an unchanged run row is not reported
     assert not again
     gone = model.apply(None, [], removed=["a.2"])
     assert gone.removed == {"a.2"} and "a.2" not in model.runs and "a.2" not in model.series
     assert model.points == 3
+    reset = model.apply([(9, "a.1", 5, 0.0, 0.0, "lr", 0.2)], reset=True)  # the poller reads them afresh
+    assert reset.series == {"a.1"} and model.points == 1 and model.series["a.1"]["lr"].value.tolist() == [0.2]
+
+
+def test_model_caches_flat_configs_per_row():
+    model = DashboardModel()
+    model.apply(None, [{"id": "a.1", "config": {"net": {"activation": "relu"}}}])
+    flat = model.flat("a.1")
+    assert flat == {"net.activation": "relu"} and model.flat("a.1") is flat
+    model.apply(None, [{"id": "a.1", "config": {"net": {"activation": "leaky_relu"}}}])
+    assert model.flat("a.1") == {"net.activation": "leaky_relu"}
 
 
 def test_metric_batch_matches_row_by_row_grouping():
@@ -129,41 +128,104 @@ def test_metric_batch_matches_row_by_row_grouping():
 
 # -- poller ---------------------------------------------------------------------------------------------------------
 def test_poller_reads_only_what_changed(small_store):
+    """Runs first; then only the history of the runs the views want, and new rows of those runs only."""
     poller = Poller(small_store, clock=lambda: FROZEN_NOW)
-    first = poller.poll()
+    first = poller.poll()  # a first page of the newest runs (here: all 10), nothing else
     assert first.first and len(first.run_rows) == 10 and first.batch.rows == 0 and first.more
-    caught_up = poller.poll()
-    while caught_up.more:
-        caught_up = poller.poll()
-    total = Store(small_store).conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
-    assert poller.last_metric_id == total and caught_up.run_rows == []
-    idle = poller.poll()  # nothing committed since: no rows, no run rows
-    assert idle.run_rows == [] and idle.batch.rows == 0
+    whole = poller.poll()  # then every run row once; no metric row (nothing wanted yet)
+    assert len(whole.run_rows) == 10 and whole.batch.rows == 0 and not whole.more
+    idle = poller.poll()
+    assert idle.batch.rows == 0 and idle.run_rows == [] and not idle.more
 
     writer = Store(small_store)
     running = writer.list_runs(status="running")[0]["id"]
-    writer.append_metrics(running, [(999, 5.0, FROZEN_NOW, "train_loss", 0.25)], {"step": 999, "train_loss": 0.25})
+    other = writer.list_runs(status="completed")[0]["id"]
+    assert poller.set_wanted([running])
+    loaded = poller.poll()
+    count = writer.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (running,)).fetchone()[0]
+    assert loaded.loaded == [running] and loaded.batch.rows == count > 0
+    assert {run_id for run_id, _ in loaded.batch.groups} == {running}
+    assert not poller.poll().batch.rows  # caught up
+
+    writer.append_metrics(running, [(999, 5.0, 9.0, "train_loss", 0.25)], {"step": 999, "train_loss": 0.25})
+    writer.append_metrics(other, [(999, 5.0, 9.0, "train_loss", 0.5)], {"step": 999})
     update = poller.poll()
-    assert [r["id"] for r in update.run_rows] == [running] and update.run_rows[0]["train_loss"] == 0.25
-    assert update.batch.rows == 1 and (running, "train_loss") in update.batch.groups
+    assert sorted(r["id"] for r in update.run_rows) == sorted([running, other])
+    assert update.batch.rows == 1 and (running, "train_loss") in update.batch.groups  # not the unwanted run's row
     assert isinstance(update.run_rows[0]["config"], dict)
+
+    poller.set_wanted([running, other])  # wanted later: its whole history, the new row included, exactly once
+    late = poller.poll()
+    other_count = writer.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (other,)).fetchone()[0]
+    assert late.loaded == [other] and late.batch.rows == other_count
 
     writer.request_stop(writer.list_runs(status="queued")[0]["id"])
     stopped = poller.poll()
     assert [r["status"] for r in stopped.run_rows] == ["stopped"]
     writer.delete_runs([stopped.run_rows[0]["id"]])
-    assert poller.poll().removed == [stopped.run_rows[0]["id"]]
+    gone = poller.poll()
+    assert gone.removed == [stopped.run_rows[0]["id"]] and gone.reset  # ids may be reused after a delete
+
+
+def test_poller_misses_no_row_when_ids_are_reused_after_gc(tmp_path):
+    """After a gc the poller reads the wanted runs afresh (a store written before AUTOINCREMENT handed out the ids of
+    deleted rows again), and a new run's rows are all read (issue 9)."""
+    runs_dir = make_store(tmp_path / "runs", experiments=2, runs_per_experiment=2, points_per_run=200)
+    writer = Store(runs_dir)
+    newest = [run["id"] for run in writer.list_runs(experiment="lr_sweep-1")]
+    poller = Poller(runs_dir, clock=lambda: FROZEN_NOW)
+    poller.poll()
+    keep = writer.list_runs(experiment="optimizers-1")[0]["id"]
+    poller.set_wanted([keep])
+    while poller.poll().more:
+        pass
+    top = writer.conn.execute("SELECT MAX(id) FROM metrics").fetchone()[0]
+    writer.delete_runs(newest)  # gc: the rows with the highest ids go
+    exp, (new_run,) = writer.create_experiment("again", None, {}, {}, [json.loads(writer.get_run(keep)["config"])
+                                                                      if isinstance(writer.get_run(keep)["config"], str)
+                                                                      else writer.get_run(keep)["config"]])
+    poller.set_wanted([keep, new_run])
+    result = poller.poll()
+    assert result.reset
+    writer.append_metrics(new_run, [(s, 0.0, float(s), "train_loss", 1.0 / s) for s in range(1, 301)])
+    reused = writer.conn.execute("SELECT MIN(id) FROM metrics WHERE run_id = ?", (new_run,)).fetchone()[0]
+    assert reused > top  # AUTOINCREMENT (schema 2): ids are never handed out again; the poller's reset stays the
+    # defence for stores written before it
+    model = DashboardModel()
+    model.apply(None, writer.list_runs())
+    model.apply(result.batch, reset=result.reset)
+    while True:
+        step = poller.poll()
+        model.apply(step.batch, step.run_rows, step.removed, reset=step.reset)
+        if not step.more:
+            break
+    assert len(model.series[new_run]["train_loss"]) == 300
+    keep_rows = writer.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (keep,)).fetchone()[0]
+    assert sum(len(s) for s in model.series[keep].values()) == keep_rows
+
+
+def test_poller_says_why_a_store_cannot_be_read(tmp_path):
+    """A 4 KB random mxdash.db, or a runs dir that is a file: the store's own message, state BROKEN."""
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    (runs_dir / "mxdash.db").write_bytes(np.random.default_rng(0).bytes(4096))
+    result = Poller(runs_dir).poll()
+    assert result.state == BROKEN and "mxdash.db" in result.message
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = Poller(not_a_dir).poll()
+    assert result.state == BROKEN and "not a directory" in result.message
 
 
 def test_poller_without_runs_dir_creates_nothing(tmp_path):
     missing = tmp_path / "nope"
     result = Poller(missing).poll()
-    assert not result.store_ok and "no runs directory" in result.message
+    assert result.state == MISSING and "no runs directory" in result.message
     assert not missing.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     result = Poller(empty).poll()
-    assert not result.store_ok and "holds no runs yet" in result.message
+    assert result.state == MISSING and "holds no runs yet" in result.message
     assert list(empty.iterdir()) == []
 
 
@@ -271,8 +333,9 @@ async def test_thousand_runs_table_filter_sort_select(store_1000):
         accs = [app.model.runs[rid]["best_val_acc"] for rid in table_ids(app)]
         known = [a for a in accs if a is not None]
         assert known == sorted(known, reverse=True) and accs[: len(known)] == known  # unknown values last
-        await pilot.press("o")  # next sortable column
-        assert view.sort_key == "sps"
+        await pilot.press("o")  # the next sortable column on screen
+        shown = [k for k in view.keys if k not in ("sel",)]
+        assert view.sort_key == shown[(shown.index("acc") + 1) % len(shown)]
 
         table = view.table
         table.focus()
@@ -281,8 +344,8 @@ async def test_thousand_runs_table_filter_sort_select(store_1000):
         await pilot.press("space", "space")
         assert app.selected == {first, second}
         assert str(table.get_cell(first, "sel")) == "●"
-        assert app.plot_selection()[0] == [rid for rid in app.model.runs if rid in {first, second}]
-        await pilot.press("x")
+        assert set(app.plot_selection()[0]) == {first, second}
+        await pilot.press("n")  # select none
         assert app.selected == set()
 
         await pilot.press("enter")  # the highlighted row opens its detail screen
@@ -320,7 +383,8 @@ async def test_every_view_opens_with_1000_runs(store_1000, size):
             await pilot.press(key)
             await settle(pilot)
             assert app.main.active_tab == tab
-        assert len(runs_view(app).keys) >= 8  # run, status, epoch, loss, acc ... fit even at 80 columns
+        keys = runs_view(app).keys
+        assert len(keys) >= 7 and {"run", "status", "opt", "lr"} <= set(keys)  # even at 80 columns
 
 
 def _table_lines(table) -> list[tuple]:
@@ -349,8 +413,7 @@ async def test_runs_table_caches_render_what_a_fresh_render_does(runs_store):
             if app.main.active_tab != "runs":
                 continue
             cached = _table_lines(table)
-            table._clear_caches()
-            table._update_count += 1
+            table.clear_render_caches()
             assert cached == _table_lines(table), f"stale table render after {key!r} (sort {view.sort_key})"
             func = view._sort_func(FROZEN_NOW)
             shown = [func(app.model.runs[rid]) for rid in table_ids(app)]
@@ -467,10 +530,14 @@ async def test_compare_shows_differing_config_and_final_metrics(runs_store):
         chosen = ["optimizers-1.1", "optimizers-1.2", "optimizers-1.3"]  # finished runs, with dead/* metrics
         app.set_selected(set(chosen))
         await pilot.press("5")
-        await pilot.pause()
-        text = _rendered(app.main.query_one("#compare-body"), 200)
-        assert "optimizer.name" in text and "best val acc" in text and "final dead/dense0" in text
-        assert "optimizers-1" in text and "sgd" in text and "nesterov" in text, text
+        await settle(pilot)
+        view = app.main.query_one("#compare-view")
+        assert view.run_headers() == chosen  # run ids as headers
+        table = view.query_one("#compare-table")
+        labels = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert "optimizer.name" in labels and "best val acc" in labels and "final dead/dense0" in labels
+        names = [str(table.get_row_at(labels.index("optimizer.name"))[i + 1]) for i in range(3)]
+        assert names == ["sgd", "momentum", "nesterov"]
 
 
 # -- app: launch ----------------------------------------------------------------------------------------------------
@@ -511,17 +578,9 @@ async def test_launch_file_preview_and_start(tmp_path, experiments_dir):
         app.main.query_one("#launch-set").value = "train.epochs=2"
         app.main.query_one("#launch-parallel").value = "2"
         await pilot.pause()
-        # launching goes through the app's runner (injected here)
-        from tui.widgets import launch as launch_module
-
-        original = launch_module.launch_experiment
-        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
-        try:
-            await pilot.press("ctrl+l")
-            await wait_workers(app)
-            await pilot.pause()
-        finally:
-            launch_module.launch_experiment = original
+        await pilot.press("ctrl+l")  # launching goes through the app's (injected) command runner
+        await wait_workers(app)
+        await pilot.pause()
         cmd = runner.calls[0]
         assert cmd[3:5] == ["run", str(experiments_dir / "tiny.toml")]
         assert "--detach" in cmd and "--json" in cmd and cmd[cmd.index("--parallel") + 1] == "2"
@@ -530,8 +589,7 @@ async def test_launch_file_preview_and_start(tmp_path, experiments_dir):
 
         app.open_launch(experiments_dir / "broken.toml")
         await pilot.pause()
-        # words, not lines: the preview wraps the (tmp) path, whose length varies (pytest-9 vs pytest-121)
-        assert "invalid TOML" in " ".join(_rendered(app.main.query_one("#launch-preview")).split())
+        assert "invalid TOML" in _rendered(app.main.query_one("#launch-preview"), 300)
 
 
 @run_async
@@ -542,16 +600,9 @@ async def test_launch_shows_the_cli_validation_error(tmp_path, experiments_dir):
         await settle(pilot)
         app.open_launch(experiments_dir / "tiny.toml")
         await pilot.pause()
-        from tui.widgets import launch as launch_module
-
-        original = launch_module.launch_experiment
-        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
-        try:
-            app.main.query_one("#launch-view").action_launch()
-            await wait_workers(app)
-            await pilot.pause()
-        finally:
-            launch_module.launch_experiment = original
+        app.main.query_one("#launch-view").action_launch()
+        await wait_workers(app)
+        await pilot.pause()
         assert "unknown net 'mlpx'" in _rendered(app.main.query_one("#launch-file-result"))
 
 
@@ -559,7 +610,7 @@ async def test_launch_shows_the_cli_validation_error(tmp_path, experiments_dir):
 async def test_launch_form_writes_a_toml_and_launches_it(tmp_path, experiments_dir):
     runs_dir = tmp_path / "runs"
     runner = FakeRunner(stdout='{"experiment": "formtest-1", "runs": ["formtest-1.1"]}')
-    app = make_app(runs_dir, experiments_dir=experiments_dir)
+    app = make_app(runs_dir, experiments_dir=experiments_dir, command_runner=runner)
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
         await pilot.press("6")
@@ -572,16 +623,9 @@ async def test_launch_form_writes_a_toml_and_launches_it(tmp_path, experiments_d
         view.query_one("#form-epochs").value = "2"
         await pilot.pause()
         assert "4 runs" in _rendered(view.query_one("#launch-form-preview"))  # sgd, adam x 2 lrs
-        from tui.widgets import launch as launch_module
-
-        original = launch_module.launch_experiment
-        launch_module.launch_experiment = lambda *a, **k: original(*a, runner=runner, **k)
-        try:
-            view.action_launch()
-            await wait_workers(app)
-            await pilot.pause()
-        finally:
-            launch_module.launch_experiment = original
+        view.action_launch()
+        await wait_workers(app)
+        await pilot.pause()
     written = runs_dir / "launched" / "formtest.toml"
     raw = read_experiment_file(written)
     runs = plan_runs(raw, written)
@@ -626,7 +670,7 @@ async def test_machine_status_in_the_top_bar(runs_store):
 
 @run_async
 async def test_real_machine_probe_runs_without_gpus():
-    from tui.poller import MachineProbe
+    from tui.machine import MachineProbe
 
     status = MachineProbe()()
     assert 0 <= status.cpu <= 100 * 64 and status.mem_total > 0
@@ -650,10 +694,167 @@ async def test_detail_of_every_status(runs_store, size):
             await pilot.press("escape")
 
 
-def _rendered(widget, width: int = 100) -> str:
-    """Plain text of a Static's content (wide enough not to wrap much)."""
-    from rich.console import Console
+# -- exit, first paint, unreadable stores ---------------------------------------------------------------------
+@run_async
+async def test_messages_arriving_while_the_app_exits_do_not_crash(runs_store):
+    """A machine probe or poll finishing after the screens are gone used to query `self.screen` on an empty
+    stack (ScreenStackError; it failed a test under load)."""
+    from tui.app import MachineUpdated, Polled
+    from tui.poller import PollResult
 
-    console = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)
-    console.print(widget.render() if not hasattr(widget, "content") else widget.content)
-    return console.export_text()
+    app = make_app(runs_store)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        status = app.machine_probe()
+        await pilot.press("q")
+    assert not app.screen_stack
+    app.on_machine_updated(MachineUpdated(status))
+    app.on_polled(Polled(PollResult()))
+    app.replan()
+
+
+@run_async
+async def test_first_paint_says_the_store_is_being_read_not_that_it_is_empty(runs_store):
+    """While the first read is still running (a busy machine: seconds), the Runs view says so; "No runs yet" is
+    for a store that has none."""
+    import threading
+
+    release = threading.Event()
+
+    def slow_store(runs_dir):
+        release.wait(30)
+        return Store(runs_dir)
+
+    app = make_app(runs_store, store_factory=slow_store)
+    async with app.run_test(size=SMALL) as pilot:
+        for _ in range(20):
+            await pilot.pause()
+        text = rendered(runs_view(app).query_one("#runs-empty"))
+        assert "Reading the store" in text and "No runs yet" not in text
+        release.set()
+        await settle(pilot)
+        assert len(table_ids(app)) == 10 and not runs_view(app).has_class("-empty")
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE])
+@run_async
+async def test_an_unreadable_store_shows_its_error_and_suggests_nothing_that_fails(tmp_path, size):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    (runs_dir / "mxdash.db").write_bytes(np.random.default_rng(1).bytes(4096))  # 4 KB of noise
+    app = make_app(runs_dir)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        text = rendered(runs_view(app).query_one("#runs-empty"), size[0])
+        assert "Cannot read the store" in text and "mxdash.db" in text
+        assert "No runs yet" not in text and "mxdash run" not in text
+        assert "unreadable" in str(app.main.query_one("#topbar-live").render())
+        for key in "234561":  # every view still opens
+            await pilot.press(key)
+            await settle(pilot)
+
+
+@run_async
+async def test_stale_runs_are_shown_stale_in_table_and_detail(tmp_path):
+    """A running run whose training loop stopped advancing (experiments.metrics.display_status) reads `stale`,
+    in its own colour, in the table, the top bar and the detail."""
+    from experiments.metrics import STALE_AFTER_S
+    from tui.status import STALE_STYLE
+
+    runs_dir = make_store(tmp_path / "runs", experiments=1, runs_per_experiment=3, points_per_run=100, running=2)
+    store = Store(runs_dir)
+    running = [run["id"] for run in store.list_runs(status="running")]
+    fresh, frozen = running
+    late = FROZEN_NOW - STALE_AFTER_S - 30
+    fields = {"started": late} if "progress_at" not in store.get_run(frozen) else {"progress_at": late}
+    store.update_run(frozen, **fields)
+    app = make_app(runs_dir)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        table = runs_view(app).table
+        cell = table.get_cell(frozen, "status")
+        assert str(cell) == "stale" and str(cell.style) == STALE_STYLE
+        assert str(table.get_cell(fresh, "status")) == "running"
+        assert "1 stale" in str(app.main.query_one("#topbar-counts").render())
+        app.open_detail(frozen)
+        await settle(pilot)
+        assert "no training progress" in rendered(app.screen.query_one("#detail-overview-body"), 120)
+
+
+# -- keys -------------------------------------------------------------------------------------------------------
+CHARACTER_KEYS = {"question_mark", "slash", "left_square_bracket", "right_square_bracket", "space"}
+
+
+@run_async
+async def test_no_key_means_two_things_on_one_screen_and_every_key_is_in_the_palette(runs_store):
+    """Across all the views of the main screen a letter means one thing (`x` was "clear selection" in Runs and "X
+    axis" in Curves), and every key of the focused view is also a palette command."""
+    from tui.commands import MxdashCommands
+
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        meanings: dict[str, set[str]] = {}
+        for tab in "234561":
+            await pilot.press(tab)
+            await settle(pilot)
+            for key, active in app.screen.active_bindings.items():
+                if (len(key) == 1 or key in CHARACTER_KEYS) and active.binding.description:
+                    meanings.setdefault(key, set()).add(active.binding.description)
+            names = [hit.text async for hit in MxdashCommands(app.screen).discover()]
+            for key, active in app.screen.active_bindings.items():
+                binding = active.binding
+                if binding.description and not binding.system and not binding.action.startswith("show_tab"):
+                    assert any(name.startswith(binding.description) for name in names), (tab, key)
+        doubled = {key: names for key, names in meanings.items() if len(names) > 1}
+        assert not doubled, doubled
+
+
+@run_async
+async def test_a_palette_key_command_runs_the_views_action(runs_store):
+    from tui.commands import MxdashCommands
+
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        view = app.main.query_one("#curves-pane")
+        hits = [hit async for hit in MxdashCommands(app.screen).search("Log y")]
+        assert hits
+        await hits[0].command()
+        await settle(pilot)
+        assert view.log_y
+
+
+@run_async
+async def test_launch_form_default_writes_the_file_its_preview_planned_and_mxdash_run_accepts_it(
+        tmp_path, experiments_dir):
+    """The form's default state (sgd and adam ticked, LR list empty: a section axis of {name, lr} tables) once
+    wrote `optimizer = ["{'name': 'sgd', ...}"]`, which `mxdash run` rejects, under a preview that looked fine.
+    Now the file is tomli-w's, byte for byte the text the preview planned, and the real console script accepts it."""
+    runs_dir = tmp_path / "runs"
+    runner = FakeRunner(stdout='{"experiment": "dashboard-1", "runs": []}')
+    app = make_app(runs_dir, experiments_dir=experiments_dir, command_runner=runner)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot)
+        view = app.main.query_one("#launch-view")
+        view.query_one("#launch-files").highlighted = 0  # "+ new (form)", as it opens
+        await settle(pilot)
+        planned_text, (_, planned_runs, _) = view._form_text, view._planned
+        preview = rendered(view.query_one("#launch-form-preview"), 120)
+        assert "2 runs" in preview and "sgd" in preview and "adam" in preview
+        view.action_launch()
+        await wait_workers(app)
+        await pilot.pause()
+    written = runs_dir / "launched" / "dashboard.toml"
+    assert written.read_text() == planned_text
+    assert plan_runs(read_experiment_file(written), written) == planned_runs
+    assert [r["optimizer"]["name"] for r in planned_runs] == ["sgd", "adam"]
+    mxdash = Path(sys.executable).with_name("mxdash")
+    done = subprocess.run([str(mxdash), "run", str(written), "--dry-run", "--runs-dir", str(tmp_path / "dry")],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "2 runs" in done.stdout and not (tmp_path / "dry").exists()

@@ -1,4 +1,4 @@
-"""Snapshot tests (pytest-textual-snapshot) of the main screens at 80x24 and 120x36 on a deterministic store.
+"""Snapshot tests (pytest-textual-snapshot) of every main screen at 80x24 and 160x48 on a deterministic store.
 
 Deterministic: a synthetic store with fixed timestamps, a frozen clock for ages and durations, a fixed machine
 probe, TZ=UTC, and relative paths (the app runs in a temporary working directory with `runs/` and
@@ -15,7 +15,7 @@ import pytest
 from conftest_tui import FROZEN_NOW, FixedProbe, make_store, settle
 from tui.app import MxdashApp
 
-SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36")]
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
 EXPERIMENT = """\
 [experiment]
 name = "lr_sweep"
@@ -45,7 +45,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def store(workdir) -> Path:
-    make_store(workdir / "runs", experiments=2, runs_per_experiment=5, points_per_run=400, running=2)
+    make_store(workdir / "runs", experiments=3, runs_per_experiment=5, points_per_run=400, running=2)
     return Path("runs")
 
 
@@ -123,13 +123,13 @@ def test_launch_form(snap_compare, store):
         await pilot.press("6", "up")
         await settle(pilot)
 
-    assert snap_compare(app_for(store), terminal_size=(120, 36), run_before=run_before)
+    assert snap_compare(app_for(store), terminal_size=(160, 48), run_before=run_before)
 
 
 def test_stop_confirmation(snap_compare, store):
     async def run_before(pilot) -> None:
         await settle(pilot)
-        pilot.app.set_selected({"lr_sweep-1.1", "lr_sweep-1.2"})  # the two running runs
+        pilot.app.set_selected({"dead_relu-1.1", "dead_relu-1.2"})  # the two running runs
         await pilot.press("s")
         await settle(pilot)
 
@@ -138,4 +138,54 @@ def test_stop_confirmation(snap_compare, store):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_empty_state(snap_compare, workdir, size):
+    assert snap_compare(app_for(Path("runs")), terminal_size=size, run_before=keys_then_settle())
+
+
+# -- the comparison views --------------------------------------------------------------------------------------------
+def filtered_then(filter_text: str, *keys: str, select=()):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        if filter_text:
+            pilot.app.set_runs_filter(filter_text)
+            await settle(pilot)
+        if select:
+            pilot.app.set_selected(set(select))
+            await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_curves(snap_compare, store, size):
+    assert snap_compare(app_for(store), terminal_size=size, run_before=filtered_then("exp:lr_sweep", "2"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_curves_crosshair_zoomed(snap_compare, store, size):
+    run_before = filtered_then("exp:lr_sweep", "2", "right", "right", "left_square_bracket", "down")
+    assert snap_compare(app_for(store), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_lr_effects(snap_compare, store, size):
+    assert snap_compare(app_for(store), terminal_size=size, run_before=filtered_then("", "3"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dead_relus(snap_compare, store, size):
+    assert snap_compare(app_for(store), terminal_size=size, run_before=filtered_then("exp:optimizers", "4"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, store, size):
+    assert snap_compare(app_for(store), terminal_size=size, run_before=filtered_then("", "2", "question_mark"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_unreadable_store(snap_compare, workdir, size):
+    (workdir / "runs").mkdir()
+    (workdir / "runs" / "mxdash.db").write_bytes(bytes(range(256)) * 16)  # 4 KB that is not a database
     assert snap_compare(app_for(Path("runs")), terminal_size=size, run_before=keys_then_settle())

@@ -9,18 +9,37 @@ Contract with the plot panes (tui/panes.py):
 - `DashboardModel.series`: run id -> metric key -> `MetricSeries`.
 - `MetricSeries.step/.epoch/.wall/.value`: float64 numpy views of the filled part (do not keep them across
   updates: a growing series reallocates; read them again after each `apply`).
-- `DashboardModel.apply(rows, run_rows) -> Changes` (`.runs`: runs whose row changed, `.series`: runs that got
-  new metric points, `.removed`: runs that disappeared from the store).
+- `DashboardModel.apply(rows, run_rows, removed, reset) -> Changes` (`.runs`: runs whose row changed, `.series`:
+  runs that got new metric points, `.removed`: runs that disappeared from the store).
+- `DashboardModel.flat(run_id)`: the run's config flattened to dotted keys, cached until its row changes.
+
+The poller hands each metric row over exactly once (it reads new rows by id and each run's history once), so the
+model does not deduplicate; `reset` drops every series first (the poller reads the wanted runs again).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tui.grouping import flat_of
+
 STEP, EPOCH, WALL, VALUE = range(4)
+
+
+def row_json(row: Mapping | None, key: str):
+    """A JSON column of a run row (`summary`, `versions`): the poller leaves them as text until a view needs them
+    (parsing 10,000 net summaries cost 0.3 s of the first paint)."""
+    value = row.get(key) if row else None
+    if isinstance(value, str) and value:
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
 
 
 class MetricSeries:
@@ -31,10 +50,10 @@ class MetricSeries:
     `version` increases on every change, so a pane can tell cheaply whether it must redraw.
     """
 
-    __slots__ = ("_data", "_n", "version")
+    __slots__ = ("_points", "_n", "version")
 
     def __init__(self, capacity: int = 64):
-        self._data = np.empty((4, max(int(capacity), 4)), dtype=np.float64)
+        self._points = np.empty((4, max(int(capacity), 4)), dtype=np.float64)
         self._n = 0
         self.version = 0
 
@@ -47,29 +66,29 @@ class MetricSeries:
 
     @property
     def step(self) -> np.ndarray:
-        return self._data[STEP, : self._n]
+        return self._points[STEP, : self._n]
 
     @property
     def epoch(self) -> np.ndarray:
-        return self._data[EPOCH, : self._n]
+        return self._points[EPOCH, : self._n]
 
     @property
     def wall(self) -> np.ndarray:
-        return self._data[WALL, : self._n]
+        return self._points[WALL, : self._n]
 
     @property
     def value(self) -> np.ndarray:
-        return self._data[VALUE, : self._n]
+        return self._points[VALUE, : self._n]
 
     @property
     def capacity(self) -> int:
-        return self._data.shape[1]
+        return self._points.shape[1]
 
     def last(self) -> float | None:
         """The latest value (None when empty or NaN)."""
         if not self._n:
             return None
-        v = float(self._data[VALUE, self._n - 1])
+        v = float(self._points[VALUE, self._n - 1])
         return None if np.isnan(v) else v
 
     def _reserve(self, extra: int) -> None:
@@ -77,8 +96,8 @@ class MetricSeries:
         if need <= self.capacity:
             return
         grown = np.empty((4, max(need, 2 * self.capacity)), dtype=np.float64)
-        grown[:, : self._n] = self._data[:, : self._n]
-        self._data = grown
+        grown[:, : self._n] = self._points[:, : self._n]
+        self._points = grown
 
     def truncate_from_step(self, step: float) -> None:
         """Drop every point with step >= `step` (steps are non-decreasing, so it is a suffix)."""
@@ -94,14 +113,14 @@ class MetricSeries:
         n = step.shape[0]
         if n == 0:
             return
-        if self._n and step[0] <= self._data[STEP, self._n - 1]:
+        if self._n and step[0] <= self._points[STEP, self._n - 1]:
             self.truncate_from_step(step[0])
         self._reserve(n)
         end = self._n + n
-        self._data[STEP, self._n:end] = step
-        self._data[EPOCH, self._n:end] = np.asarray(epoch, dtype=np.float64)
-        self._data[WALL, self._n:end] = np.asarray(wall, dtype=np.float64)
-        self._data[VALUE, self._n:end] = np.asarray(value, dtype=np.float64)
+        self._points[STEP, self._n:end] = step
+        self._points[EPOCH, self._n:end] = np.asarray(epoch, dtype=np.float64)
+        self._points[WALL, self._n:end] = np.asarray(wall, dtype=np.float64)
+        self._points[VALUE, self._n:end] = np.asarray(value, dtype=np.float64)
         self._n = end
         self.version += 1
 
@@ -181,8 +200,8 @@ class DashboardModel:
     def __init__(self) -> None:
         self.runs: dict[str, dict] = {}
         self.series: dict[str, dict[str, MetricSeries]] = {}
-        self.last_metric_id: int = 0
         self.points: int = 0  # metric points held, all runs
+        self._flats: dict[str, tuple[dict, dict]] = {}  # run id -> (row it was made from, flat config)
 
     # -- queries --------------------------------------------------------------------------------------------------
     def experiments(self) -> list[str]:
@@ -209,17 +228,31 @@ class DashboardModel:
     def get_series(self, run_id: str, key: str) -> MetricSeries | None:
         return self.series.get(run_id, {}).get(key)
 
+    def flat(self, run_id: str) -> dict:
+        """The run's resolved config as dotted keys (cached per row object: rows are replaced when they change)."""
+        row = self.runs.get(run_id)
+        cached = self._flats.get(run_id)
+        if cached is not None and cached[0] is row:
+            return cached[1]
+        flat = flat_of(row) if row is not None else {}
+        self._flats[run_id] = (row, flat)
+        return flat
+
     # -- updates --------------------------------------------------------------------------------------------------
     def apply(self, rows: MetricBatch | Sequence[Sequence] | None, run_rows: Iterable[Mapping] = (),
-              removed: Iterable[str] = ()) -> Changes:
-        """Apply new metric rows (store tuples or a pre-grouped `MetricBatch`), changed run rows and removed run ids.
-
-        Rows older than `last_metric_id` are ignored (a batch read twice applies once)."""
+              removed: Iterable[str] = (), reset: bool = False) -> Changes:
+        """Apply changed run rows, removed run ids and new metric rows (store tuples or a pre-grouped
+        `MetricBatch`). `reset` first drops every series (they are about to be read again)."""
         changes = Changes()
+        if reset:
+            changes.series.update(self.series)
+            self.series.clear()
+            self.points = 0
         for run_id in removed:
             if self.runs.pop(run_id, None) is not None or run_id in self.series:
                 dropped = self.series.pop(run_id, {})
                 self.points -= sum(len(s) for s in dropped.values())
+                self._flats.pop(run_id, None)
                 changes.removed.add(run_id)
         for row in run_rows:
             run_id = row["id"]
@@ -228,10 +261,7 @@ class DashboardModel:
                 self.runs[run_id] = row
                 changes.runs.add(run_id)
         if rows is not None:
-            if isinstance(rows, MetricBatch):
-                batch = rows if rows.max_id > self.last_metric_id else MetricBatch()
-            else:
-                batch = MetricBatch.from_rows([r for r in rows if r[0] > self.last_metric_id])
+            batch = rows if isinstance(rows, MetricBatch) else MetricBatch.from_rows(list(rows))
             for (run_id, key), (step, epoch, wall, value) in batch.groups.items():
                 if run_id in changes.removed:
                     continue
@@ -243,5 +273,4 @@ class DashboardModel:
                 series.extend(step, epoch, wall, value)
                 self.points += len(series) - before
                 changes.series.add(run_id)
-            self.last_metric_id = max(self.last_metric_id, batch.max_id)
         return changes

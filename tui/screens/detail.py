@@ -13,10 +13,14 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 from textual.widgets import Log, Static, TabbedContent, TabPane
 
+from experiments.metrics import (DEAD_PREFIX, GRAD_NORM, LR, RUNNING, STALE, TRAIN_LOSS, VAL_ACC, VAL_LOSS,
+                                 display_status)
 from experiments.report import (MISSING, flat_config, format_duration, format_number, format_percent, format_time,
-                                format_value, run_duration, sparkline, status_text)
+                                format_value, run_duration, sparkline)
+from tui.status import STALE_STYLE, status_text
+from tui.model import row_json
 from tui.poller import LogTail
-from tui.widgets.footer import CachedFooter
+from tui._textual_hacks import CachedFooter
 from tui.widgets.header import TopBar
 
 LOG_POLL_S = 1.0
@@ -24,14 +28,14 @@ MAX_LOG_LINES = 5000
 
 
 def overview(run: dict, model, now: float, width: int) -> Group:
-    title = Text.assemble((run["id"], "bold"), "  ", status_text(run.get("status")))
-    if run.get("stop_requested") and run.get("status") == "running":
+    title = Text.assemble((run["id"], "bold"), "  ", status_text(display_status(run, now)))
+    if run.get("stop_requested") and run.get("status") == RUNNING:
         title.append("  (stop requested)", style="yellow")
     info = Table.grid(padding=(0, 2))
     info.add_column(style="dim", no_wrap=True)
     info.add_column()
-    versions = run.get("versions") or {}
-    summary = run.get("summary") or {}
+    versions = row_json(run, "versions") or {}
+    summary = row_json(run, "summary") or {}
     total = summary.get("total_params") if isinstance(summary, dict) else None
     steps = f"{run.get('step') or 0}" + (f" / {run['total_steps']}" if run.get("total_steps") else "")
     epochs = format_number(run.get("epoch"), ".2f") + (f" / {run['epochs']}" if run.get("epochs") else "")
@@ -45,6 +49,8 @@ def overview(run: dict, model, now: float, width: int) -> Group:
         ("created", format_time(run.get("created"))),
         ("started", format_time(run.get("started"))),
         ("ended", format_time(run.get("ended"))),
+        ("heartbeat", format_time(run.get("heartbeat"))),
+        ("last progress", format_time(run.get("progress_at"))),
         ("duration", format_duration(run_duration(run, now))),
         ("steps", steps),
         ("epochs", epochs),
@@ -59,6 +65,10 @@ def overview(run: dict, model, now: float, width: int) -> Group:
     for name, value in fields:
         info.add_row(name, Text(MISSING if value in (None, "") else str(value)))
     problems = []
+    if display_status(run, now) == STALE:
+        since = run.get("progress_at") or run.get("started") or now
+        problems.append(Text(f"stale: no training progress for {format_duration(now - since)} (worker frozen, hung "
+                             "or swapping?)", style=STALE_STYLE))
     if run.get("diverged_step") is not None:
         problems.append(Text(f"diverged at step {run['diverged_step']}", style="bold dark_orange"))
     if run.get("error"):
@@ -74,8 +84,8 @@ def overview(run: dict, model, now: float, width: int) -> Group:
 
 def _curves(run_id: str, model, width: int) -> Table | None:
     series = model.series.get(run_id, {})
-    keys = [k for k in ("train_loss", "val_loss", "val_acc", "lr", "grad_norm") if k in series]
-    keys += sorted(k for k in series if k.startswith("dead/"))
+    keys = [k for k in (TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, GRAD_NORM) if k in series]
+    keys += sorted(k for k in series if k.startswith(DEAD_PREFIX))
     if not keys:
         return None
     table = Table(title="curves", title_justify="left", show_header=False, box=None, padding=(0, 1))
@@ -133,8 +143,8 @@ class RunDetailScreen(Screen):
         Binding("escape,q", "dismiss_detail", "Back"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
-        Binding("left,h", "prev_tab", "Prev tab", show=False),
-        Binding("right,l", "next_tab", "Next tab", show=False),
+        Binding("left", "prev_tab", "Prev tab", show=False),
+        Binding("right", "next_tab", "Next tab", show=False),
         Binding("f", "toggle_follow", "Follow log"),
     ]
 
@@ -188,7 +198,7 @@ class RunDetailScreen(Screen):
             self.query_one("#detail-config-body", Static).update(config_table(run.get("config") or {}))
         if run.get("summary") is not self._summary_shown:
             self._summary_shown = run.get("summary")
-            self.query_one("#detail-net-body", Static).update(net_table(run.get("summary")))
+            self.query_one("#detail-net-body", Static).update(net_table(row_json(run, "summary")))
 
     @work(thread=True, exclusive=True, group="log-tail", exit_on_error=False)
     def _read_log(self) -> None:

@@ -1,4 +1,10 @@
-"""The main screen: top bar, the views as tabs (Runs, Curves, LR effects, Dead ReLUs, Compare, Launch), footer."""
+"""The main screen: top bar, the views as tabs (tui.views.VIEWS), footer.
+
+Only the Runs view is built before the first paint; the others are mounted once the runs are on screen, so a tab
+switch later is instant. The app calls `model_changed` after every poll and `plan_changed` whenever what the plots
+show changed (selection, filter, colour key, legend); the visible view is brought up to date, the hidden ones when
+they are shown.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -10,80 +16,64 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 
+from tui._textual_hacks import CachedFooter
 from tui.model import Changes
-from tui.widgets.compare import CompareView
-from tui.widgets.footer import CachedFooter
+from tui.views import PLOT_TABS, VIEW_BY_TAB, VIEWS
+from tui.views.runs import RunsView
 from tui.widgets.header import TopBar
-from tui.widgets.launch import LaunchView
-from tui.widgets.runs_table import RunsView
-
-# (tab id, label, pane class name in tui.panes or None)
-VIEWS = (
-    ("runs", "1 Runs", None),
-    ("curves", "2 Curves", "CurvesPane"),
-    ("lr", "3 LR effects", "LRPane"),
-    ("dead", "4 Dead ReLUs", "DeadReluPane"),
-    ("compare", "5 Compare", None),
-    ("launch", "6 Launch", None),
-)
-PLOT_TABS = {tab: cls for tab, _label, cls in VIEWS if cls}
 
 
-def make_pane(class_name: str, pane_id: str) -> Widget:
-    """A plot pane from tui.panes (the plot engine); if that module cannot be imported, say why in its place."""
+SETTLE_BEFORE_RENDER_S = 0.15
+
+
+def make_view(tab: str, app) -> Widget:
+    """The view of a tab; if its module cannot be imported, say why in its place (the rest stays usable)."""
+    spec = VIEW_BY_TAB[tab]
     try:
-        from tui import panes
-    except Exception as e:  # the dashboard stays usable without plots
-        return Static(f"plots unavailable: {type(e).__name__}: {e}", id=pane_id, classes="pane-error")
-    return getattr(panes, class_name)(id=pane_id)
+        cls = spec.load()
+    except Exception as e:
+        return Static(f"{spec.label} unavailable: {type(e).__name__}: {e}", id=spec.widget_id, classes="pane-error")
+    if tab == "launch":
+        return cls(app.runs_dir, id=spec.widget_id)
+    return cls(id=spec.widget_id)
 
 
 class MainScreen(Screen):
-    """Owns the views; the app calls `model_changed` after every poll and `selection_changed` on (de)selection."""
-
     def __init__(self) -> None:
         super().__init__()
-        self._mounted_views: dict[str, object] = {}  # tab -> AwaitMount of its deferred view
-        self._views: dict[str, Widget] = {}  # tab -> its deferred view widget
+        self._mounting: dict[str, object] = {}  # tab -> AwaitMount of its deferred view
+        self._views: dict[str, Widget] = {}
         self._tabbed: TabbedContent | None = None
         self._runs_view: RunsView | None = None
+        self.refresh_due: set[str] = set()  # tabs whose catch-up refresh is scheduled (the app is busy until then)
 
     def compose(self) -> ComposeResult:
         app = self.app
         yield TopBar(str(app.runs_dir), id="topbar")
         with TabbedContent(id="views", initial="runs"):
-            for tab, label, _cls in VIEWS:
-                with TabPane(label, id=tab):
-                    if tab == "runs":
-                        yield RunsView(clock=app.clock, id="runs-view")
+            for spec in VIEWS:
+                with TabPane(spec.label, id=spec.tab):
+                    if spec.tab == "runs":
+                        yield RunsView(app.model, app.selected, clock=app.clock, id=spec.widget_id)
         yield CachedFooter()
 
     def on_mount(self) -> None:
         self.query_one("#runs-table").focus()
         self.call_after_refresh(self.app.start_polling)
 
-    # -- deferred views: only the Runs view is built before the first paint ---------------------------------------
-    def _make_view(self, tab: str) -> Widget:
-        cls = PLOT_TABS.get(tab)
-        if cls:
-            return make_pane(cls, f"{tab}-pane")
-        if tab == "compare":
-            return CompareView(id="compare-view")
-        return LaunchView(self.app.runs_dir, id="launch-view")
-
+    # -- deferred views ---------------------------------------------------------------------------------------------
     def ensure_view(self, tab: str):
         """Mount a view the first time it is needed; returns an awaitable that completes when it is mounted."""
         if tab == "runs":
-            return _done()
-        if tab not in self._mounted_views:
-            view = self._views[tab] = self._make_view(tab)
-            self._mounted_views[tab] = self.query_one(f"TabPane#{tab}", TabPane).mount(view)
-        return self._mounted_views[tab]
+            return _Done()
+        if tab not in self._mounting:
+            view = self._views[tab] = make_view(tab, self.app)
+            self._mounting[tab] = self.query_one(f"TabPane#{tab}", TabPane).mount(view)
+        return self._mounting[tab]
 
     def mount_deferred_views(self) -> None:
-        """Build the other views once the runs are on screen, so a tab switch later is instant."""
-        for tab, _label, _cls in VIEWS:
-            self.ensure_view(tab)
+        for spec in VIEWS:
+            self.ensure_view(spec.tab)
 
     def view_ready(self, tab: str) -> bool:
         """The tab's view is mounted. (Called several times per key press and poll: no DOM query here.)"""
@@ -91,6 +81,9 @@ class MainScreen(Screen):
             return True
         view = self._views.get(tab)
         return view is not None and view.is_mounted
+
+    def view(self, tab: str) -> Widget | None:
+        return self._views.get(tab) if tab != "runs" else self.runs_view
 
     @property
     def tabbed(self) -> TabbedContent:
@@ -138,56 +131,64 @@ class MainScreen(Screen):
                 self.call_after_refresh(self._focus_tab, tab, attempts - 1)
 
     def _focus_view(self, tab: str) -> None:
+        """Focus now (Widget.focus() waits for the next idle moment: a key typed right after the tab key, as in
+        `1` then `a`, would still go to the previous view)."""
         if self.active_tab != tab:
             return
         if tab == "runs":
-            self.query_one("#runs-table").focus()
-        elif tab in PLOT_TABS:
-            pane = self._views[tab]
-            if pane.focusable:
-                pane.focus()
-        elif tab == "compare":
-            self._views["compare"].focus()
+            target = self.query_one("#runs-table")
         elif tab == "launch":
-            self.query_one("#launch-files").focus()
+            target = self.query_one("#launch-files")
+        elif tab == "compare":
+            target = self.query_one("#compare-table")
+        else:
+            target = self._views[tab]
+            if not target.focusable:
+                return
+        self.set_focus(target)
 
     @on(TabbedContent.TabActivated, "#views")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
+        self.runs_view.paused = tab != "runs"
         if not self.view_ready(tab):
             self.ensure_view(tab)
             self.call_after_refresh(self._tab_activated, event)
             return
-        # The view shows what it showed last time at once; bringing it up to date (Compare rebuilds its table on
-        # the UI thread, a plot starts a render thread that competes for the GIL) waits until the switched screen
-        # is painted, so the switch itself stays quick.
-        self.call_after_refresh(self._refresh_if_active, tab)
+        # The view shows what it showed last time at once; bringing it up to date (a plot starts a render thread
+        # that competes for the GIL) waits until the switched screen is painted, so the switch itself stays quick.
+        # Plots wait a little longer: while runs train, the Curves always have new points, and a render started
+        # right after the first frame made switching to Curves ~110 ms instead of ~60 (measured, 2 runs training).
+        if tab in PLOT_TABS:
+            self.refresh_due.add(tab)
+            self.set_timer(SETTLE_BEFORE_RENDER_S, lambda: self._refresh_if_active(tab))
+        else:
+            self.call_after_refresh(self._refresh_if_active, tab)
+        self.app.view_switched(tab)
         focused = self.focused
         if focused is None or event.pane not in focused.ancestors:
             self._focus_tab(tab)
 
     def _refresh_if_active(self, tab: str) -> None:
+        self.refresh_due.discard(tab)
         if self.active_tab == tab:
             self.refresh_view(tab, None)
 
+    # -- updates --------------------------------------------------------------------------------------------------
     def model_changed(self, changes: Changes) -> None:
-        runs_view = self.runs_view
-        runs_view.apply_changes(changes.runs, changes.removed)
-        if changes.runs or changes.removed:
-            runs_view.show_empty(self.app.store_message)
+        self.runs_view.apply_changes(changes.runs, changes.removed)
         tab = self.active_tab
         if tab != "runs":
             self.refresh_view(tab, changes)
         self.app.refresh_topbar(self.query_one(TopBar))
 
-    def selection_changed(self, changed_ids) -> None:
-        self.runs_view.refresh_selection(changed_ids)
+    def plan_changed(self) -> None:
         tab = self.active_tab
         if tab != "runs":
             self.refresh_view(tab, None)
 
     def refresh_view(self, tab: str, changes: Changes | None) -> None:
-        """Bring the visible view up to date. `changes` None: everything it shows may have changed."""
+        """Bring a view up to date. `changes` None: everything it shows may have changed."""
         if not self.view_ready(tab):
             return
         try:
@@ -198,15 +199,14 @@ class MainScreen(Screen):
     def _refresh_view(self, tab: str, changes: Changes | None) -> None:
         app = self.app
         if tab in PLOT_TABS:
-            pane = self._views[tab]
-            if hasattr(pane, "update_view"):
-                selected, _source = app.plot_selection()
-                changed = set(selected) if changes is None else changes.series | changes.runs | changes.removed
-                pane.update_view(app.model, selected, changed)
+            view = self._views[tab]
+            if hasattr(view, "update_view"):
+                changed = set(app.plan_run_ids()) if changes is None else changes.all
+                view.update_view(app.model, app.plan, changed)
         elif tab == "compare":
-            selected, source = app.plot_selection()
-            if changes is None or (changes.all & set(selected)) or changes.removed:
-                self._views["compare"].show(app.model, selected, source, app.clock())
+            ids, source = app.compare_selection()
+            if changes is None or (changes.all & set(ids)) or changes.removed:
+                self._views["compare"].show(app.model, ids, source, app.clock())
         elif tab == "runs":
             self.runs_view.refresh_ages()
 
@@ -216,6 +216,3 @@ class _Done:
 
     def __await__(self):
         return iter(())
-
-
-_done = _Done

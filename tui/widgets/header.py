@@ -8,8 +8,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from experiments.report import status_style
-from tui.poller import MachineStatus
+from experiments.metrics import DIVERGED, FAILED, LOST, QUEUED, RUNNING, STALE
+from tui.machine import MachineStatus
+from tui.status import status_style
 
 GIB = 1024 ** 3
 
@@ -50,7 +51,7 @@ def machine_text(status: MachineStatus | None, compact: bool = False) -> Text:
 
 def counts_text(statuses: Counter, total: int) -> Text:
     text = Text(f"{total} run{'s' if total != 1 else ''}", style="bold")
-    for status in ("running", "queued", "failed", "diverged", "lost"):
+    for status in (RUNNING, STALE, QUEUED, FAILED, DIVERGED, LOST):
         if statuses.get(status):
             text.append("  ")
             text.append(f"{statuses[status]} {status}", style=status_style(status))

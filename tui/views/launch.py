@@ -1,0 +1,413 @@
+"""The Launch view: pick a shipped experiment file (preview its grid) or fill a form, then start it detached.
+
+The preview uses only `experiments.config` parsing (`read_experiment_file`, `apply_overrides`, `plan_runs`): no
+mxnet. Full validation happens in the `mxdash run --detach --json` subprocess; its error message is shown as is.
+
+The form writes `<runs dir>/launched/<name>.toml` with tomli-w and launches that file like any other. The preview
+plans the runs from the very text that will be written (parsed back with tomllib), and the launch writes exactly
+that text: what the preview shows is what `mxdash run` gets (a hand-written TOML writer once produced
+`optimizer = ["{'name': 'sgd', ...}"]` under a preview that looked fine).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import tomli_w
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, ContentSwitcher, Input, Label, OptionList, SelectionList, Static
+from textual.widgets.option_list import Option
+
+from experiments.config import (BASE_DEFAULTS, OPTIMIZER_KEYS, ConfigError, apply_overrides, experiment_name,
+                                plan_runs, read_experiment_file)
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+from experiments.report import differing_config, flat_config, format_value
+from tui.cli_runner import PROJECT_ROOT, CommandResult, launch_experiment
+
+FORM_OPTION = "__form__"
+MAX_PREVIEW_RUNS = 12
+DEFAULT_LRS = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adam": 0.003, "rmsprop": 0.003,
+               "adagrad": 0.01, "adadelta": 1.0}
+
+
+def experiment_files(runs_dir: Path, experiments_dir: Path | None = None) -> list[Path]:
+    """Shipped experiment files, then the ones launched from the form before (newest last)."""
+    shipped = sorted(Path(experiments_dir or PROJECT_ROOT / "experiments").glob("*.toml"))
+    launched = sorted((Path(runs_dir) / "launched").glob("*.toml"), key=lambda p: p.stat().st_mtime) \
+        if (Path(runs_dir) / "launched").is_dir() else []
+    return shipped + launched
+
+
+def known_values(files: list[Path], section: str) -> list[str]:
+    """Names used for `section.name` in the given files (as a base value or on a grid axis), for suggestions."""
+    found = {str(BASE_DEFAULTS[section]["name"])}
+    for path in files:
+        try:
+            raw = read_experiment_file(path)
+        except ConfigError:
+            continue
+        name = raw.get(section, {}).get("name")
+        if isinstance(name, str):
+            found.add(name)
+        for axis, values in raw.get("grid", {}).items():
+            if axis == f"{section}.name":
+                found.update(v for v in values if isinstance(v, str))
+            elif axis == section:
+                found.update(v["name"] for v in values if isinstance(v, dict) and isinstance(v.get("name"), str))
+    return sorted(found)
+
+
+def parse_overrides(text: str) -> list[str]:
+    """`optimizer.lr=0.1 train.epochs=3` (shell-like quoting allowed) -> ["optimizer.lr=0.1", "train.epochs=3"]."""
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def render_preview(raw: dict, runs: list[dict], name: str, source: str) -> Group:
+    """Name and description, run count, grid axes, base config and the first runs' differing keys."""
+    parts = []
+    title = Text()
+    title.append(name, style="bold")
+    title.append(f"  {len(runs)} run{'s' if len(runs) != 1 else ''}", style="bold cyan")
+    title.append(f"  {source}", style="dim")
+    parts.append(title)
+    description = raw.get("experiment", {}).get("description")
+    if description:
+        parts.append(Text(str(description), style="italic"))
+    grid = raw.get("grid", {})
+    if grid:
+        table = Table(title="grid axes", title_justify="left", box=None, padding=(0, 1), show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for axis, values in grid.items():
+            shown = ", ".join(_short(v) for v in values)
+            table.add_row(Text(axis), Text(f"{len(values)}: {shown}"))
+        parts.append(table)
+    base = Table(title="base config", title_justify="left", box=None, padding=(0, 1), show_header=False)
+    base.add_column(style="dim")
+    base.add_column()
+    for section, body in raw.items():
+        if section in ("grid", "experiment") or not isinstance(body, dict):
+            continue
+        for key, value in flat_config(body).items():
+            if f"{section}.{key}" in grid or section in grid and key in _section_axis_keys(grid[section]):
+                continue
+            base.add_row(Text(f"{section}.{key}"), Text(format_value(value)))
+    parts.append(base)
+    if len(runs) > 1:
+        differing = differing_config([{"config": run} for run in runs])
+        if differing:
+            table = Table(title="runs", title_justify="left", box=None, padding=(0, 1))
+            table.add_column("#", style="dim", justify="right")
+            for key, _values in differing:
+                table.add_column(Text(key))
+            for i in range(min(len(runs), MAX_PREVIEW_RUNS)):
+                table.add_row(str(i + 1), *(Text(format_value(values[i])) for _key, values in differing))
+            parts.append(table)
+            if len(runs) > MAX_PREVIEW_RUNS:
+                parts.append(Text(f"… and {len(runs) - MAX_PREVIEW_RUNS} more", style="dim"))
+    return Group(*parts)
+
+
+def _section_axis_keys(values) -> set[str]:
+    keys: set[str] = set()
+    for value in values if isinstance(values, list) else []:
+        if isinstance(value, dict):
+            keys.update(value)
+    return keys
+
+
+def _short(value) -> str:
+    if isinstance(value, dict):
+        return "{" + " ".join(f"{k}={format_value(v)}" for k, v in value.items()) + "}"
+    return format_value(value)
+
+
+FORM_HEADER = "# written by the mxdash dashboard (Launch form)\n"
+
+
+def form_to_toml(raw: dict) -> str:
+    """The experiment file for a form's raw dict (tomli-w: arrays of tables, quoted dotted keys, escapes)."""
+    return FORM_HEADER + tomli_w.dumps(raw)
+
+
+def plan_text(text: str, path: Path) -> tuple[dict, list[dict], str]:
+    """Parse `text` as the file `path` will hold and plan its runs: (raw, runs, name). Raises ConfigError."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:  # a bug in the form: say so like a bad file
+        raise ConfigError(path, "toml", f"invalid TOML: {e}") from None
+    return raw, plan_runs(raw, path), experiment_name(raw, path)
+
+
+class LaunchView(Horizontal):
+    """File list | preview + options, or the form; ctrl+l (or the button) launches."""
+
+    BINDINGS = [
+        Binding("ctrl+l", "launch", "Launch", priority=True),
+        Binding("escape", "focus_files", "Back to list", show=False),
+    ]
+
+    class Launched(Message):
+        def __init__(self, result: CommandResult) -> None:
+            super().__init__()
+            self.result = result
+
+    def __init__(self, runs_dir, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runs_dir = Path(runs_dir)
+        self.files: list[Path] = []
+        self.current: Path | None = None
+        self._planned: tuple[dict, list[dict], str] | None = None  # raw, runs, name of the shown preview
+        self._form_text: str | None = None  # the file the form preview planned (written as is on launch)
+        self._form_error = ""
+        self.launching = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="launch-left"):
+            yield Label("Experiments", classes="section-title")
+            yield OptionList(id="launch-files")
+        with ContentSwitcher(initial="launch-file", id="launch-right"):
+            with VerticalScroll(id="launch-file"):
+                yield Static("", id="launch-preview")
+                with Horizontal(classes="launch-row"):
+                    yield Label("parallel", classes="form-label")
+                    yield Input(placeholder="auto", id="launch-parallel", restrict=r"\d*", classes="short")
+                with Horizontal(classes="launch-row"):
+                    yield Label("--set", classes="form-label")
+                    yield Input(placeholder="train.epochs=3 train.batch_size=128", id="launch-set")
+                yield Button("Launch (ctrl+l)", id="launch-file-button", variant="primary")
+                yield Static("", id="launch-file-result", classes="launch-result")
+            with VerticalScroll(id="launch-form"):
+                yield from self._compose_form()
+
+    def _compose_form(self) -> ComposeResult:
+        files = self.app.experiment_files()
+
+        def row(label: str, widget):
+            with Horizontal(classes="launch-row"):
+                yield Label(label, classes="form-label")
+                yield widget
+
+        yield from row("name", Input(value="dashboard", id="form-name"))
+        nets = known_values(files, "net")
+        yield from row("net", Input(value="mlp", id="form-net", suggester=SuggestFromList(nets, case_sensitive=False),
+                                    placeholder=", ".join(nets)))
+        datasets = known_values(files, "data")
+        yield from row("dataset", Input(value="digits", id="form-data",
+                                        suggester=SuggestFromList(datasets, case_sensitive=False),
+                                        placeholder=", ".join(datasets)))
+        yield Label("optimizers (space toggles)", classes="form-label wide")
+        yield SelectionList[str](*[(name, name, name in ("sgd", "adam")) for name in OPTIMIZER_KEYS],
+                                 id="form-optimizers")
+        yield from row("lrs", Input(value="", placeholder="comma list; empty: a suited lr per optimizer",
+                                    id="form-lrs"))
+        yield from row("epochs", Input(value="5", id="form-epochs", restrict=r"\d*"))
+        yield from row("device", Input(value="cpu", id="form-device",
+                                       suggester=SuggestFromList(["cpu", "gpu", "gpu:0", "auto"])))
+        yield from row("parallel", Input(value="", placeholder="auto", id="form-parallel", restrict=r"\d*"))
+        yield Button("Launch (ctrl+l)", id="launch-form-button", variant="primary")
+        yield Static("", id="launch-form-result", classes="launch-result")
+        yield Static("", id="launch-form-preview")
+
+    def on_mount(self) -> None:
+        self.reload_files()
+
+    def reload_files(self) -> None:
+        self.files = self.app.experiment_files()
+        options = self.query_one("#launch-files", OptionList)
+        highlighted = options.highlighted
+        options.clear_options()
+        options.add_option(Option(Text("+ new (form)", style="bold"), id=FORM_OPTION))
+        for path in self.files:
+            label = f"{path.stem} (launched)" if path.parent.name == "launched" else path.stem
+            options.add_option(Option(label, id=str(path)))
+        options.highlighted = highlighted if highlighted is not None and highlighted < options.option_count \
+            else (1 if self.files else 0)
+
+    # -- preview --------------------------------------------------------------------------------------------------
+    @on(OptionList.OptionHighlighted, "#launch-files")
+    def _file_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        option_id = event.option.id
+        switcher = self.query_one(ContentSwitcher)
+        if option_id == FORM_OPTION:
+            self.current = None
+            switcher.current = "launch-form"
+            self.update_form_preview()
+        else:
+            self.current = Path(option_id)
+            switcher.current = "launch-file"
+            self.update_file_preview()
+
+    @on(OptionList.OptionSelected, "#launch-files")
+    def _file_selected(self, event: OptionList.OptionSelected) -> None:
+        target = "#form-name" if event.option.id == FORM_OPTION else "#launch-parallel"
+        self.query_one(target, Input).focus()
+
+    @on(Input.Changed, "#launch-set")
+    def _sets_changed(self) -> None:
+        self.update_file_preview()
+
+    @on(Input.Changed, "#launch-form Input")
+    @on(SelectionList.SelectedChanged)
+    def _form_changed(self) -> None:
+        self.update_form_preview()
+
+    def update_file_preview(self) -> None:
+        preview = self.query_one("#launch-preview", Static)
+        if self.current is None:
+            return
+        try:
+            raw = read_experiment_file(self.current)
+            raw = apply_overrides(raw, parse_overrides(self.query_one("#launch-set", Input).value), self.current)
+            runs = plan_runs(raw, self.current)
+            name = experiment_name(raw, self.current)
+        except ConfigError as e:
+            self._planned = None
+            preview.update(Text(str(e), style="red"))
+            return
+        self._planned = (raw, runs, name)
+        preview.update(render_preview(raw, runs, name, _display_path(self.current)))
+
+    def form_raw(self) -> tuple[dict, str]:
+        """The experiment the form describes (raw TOML dict) and its file name stem. Raises ConfigError."""
+        value = lambda wid: self.query_one(wid, Input).value.strip()  # noqa: E731
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", value("#form-name")).strip("-") or "dashboard"
+        optimizers = list(self.query_one("#form-optimizers", SelectionList).selected)
+        if not optimizers:
+            raise ConfigError(None, "optimizers", "select at least one optimizer")
+        lrs: list[float] = []
+        for part in filter(None, (p.strip() for p in value("#form-lrs").split(","))):
+            try:
+                lrs.append(float(part))
+            except ValueError:
+                raise ConfigError(None, "lrs", f"not a number: {part!r}") from None
+        epochs = value("#form-epochs")
+        raw: dict = {
+            "experiment": {"name": name, "description": "launched from the mxdash dashboard"},
+            "data": {"name": value("#form-data") or "digits"},
+            "net": {"name": value("#form-net") or "mlp"},
+            "train": {"epochs": int(epochs) if epochs else 5, "device": value("#form-device") or "cpu"},
+        }
+        grid: dict = {}
+        if lrs:
+            raw["optimizer"] = {"name": optimizers[0], "lr": lrs[0]}
+            if len(optimizers) > 1:
+                grid["optimizer.name"] = optimizers
+            if len(lrs) > 1:
+                grid["optimizer.lr"] = lrs
+        elif len(optimizers) == 1:
+            raw["optimizer"] = {"name": optimizers[0], "lr": DEFAULT_LRS.get(optimizers[0], 0.01)}
+        else:  # each optimizer with a learning rate that suits it
+            grid["optimizer"] = [{"name": o, "lr": DEFAULT_LRS.get(o, 0.01)} for o in optimizers]
+        if grid:
+            raw["grid"] = grid
+        return raw, name
+
+    def update_form_preview(self) -> None:
+        preview = self.query_one("#launch-form-preview", Static)
+        self._planned = self._form_text = None
+        try:
+            raw, name = self.form_raw()
+            text = form_to_toml(raw)
+            self._planned = plan_text(text, self.form_path(name))
+            self._form_text = text
+        except (ConfigError, ValueError) as e:
+            self._form_error = str(e)
+            preview.update(Text(self._form_error, style="red"))
+            return
+        raw, runs, name = self._planned
+        preview.update(render_preview(raw, runs, name, f"→ {_display_path(self.form_path(name))}"))
+
+    def form_path(self, name: str) -> Path:
+        return self.runs_dir / "launched" / f"{name}.toml"
+
+    def action_focus_files(self) -> None:
+        self.query_one("#launch-files", OptionList).focus()
+
+    # -- launching ------------------------------------------------------------------------------------------------
+    @on(Button.Pressed, "#launch-file-button, #launch-form-button")
+    def _button(self) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        if self.launching:
+            self.app.notify("A launch is already in progress", severity="warning")
+            return
+        result_box = "#launch-form-result" if self.current is None else "#launch-file-result"
+        result = self.query_one(result_box, Static)
+        try:
+            if self.current is None:
+                self.update_form_preview()  # plan exactly the text that will be written
+                if self._form_text is None:
+                    raise ValueError(self._form_error)
+                path, text = self.form_path(self.form_raw()[1]), self._form_text
+                parallel = self.query_one("#form-parallel", Input).value.strip()
+                overrides: list[str] = []
+            else:
+                path, text = self.current, None
+                parallel = self.query_one("#launch-parallel", Input).value.strip()
+                overrides = parse_overrides(self.query_one("#launch-set", Input).value)
+                plan_runs(apply_overrides(read_experiment_file(path), overrides, path), path)
+        except (ConfigError, ValueError) as e:
+            result.update(Text(str(e), style="red"))
+            return
+        self.launching = True
+        result.update(Text(f"launching {_display_path(path)} …", style="yellow"))
+        self._launch(path, text, int(parallel) if parallel else None, overrides, result_box)
+
+    @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
+    def _launch(self, path: Path, text: str | None, parallel: int | None, overrides: list[str],
+                result_box: str) -> None:
+        if text is not None:  # the form's experiment file, exactly as planned (never half-written)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(path.name + ".tmp")
+                partial.write_text(text)
+                partial.replace(path)
+            except OSError as e:
+                result = CommandResult(False, f"cannot write {path}: {e.strerror or e}", returncode=-1)
+                self.app.call_from_thread(self._launched, result, result_box)
+                return
+        result = launch_experiment(path, self.runs_dir, parallel, overrides, runner=self.app.command_runner)
+        self.app.call_from_thread(self._launched, result, result_box)
+
+    def _launched(self, result: CommandResult, result_box: str) -> None:
+        self.launching = False
+        box = self.query_one(result_box, Static)
+        if result.ok:
+            exp = result.payload.get("experiment", "?")
+            runs = result.payload.get("runs", [])
+            box.update(Text.assemble(("started ", "green"), (exp, "bold green"),
+                                     (f": {len(runs)} runs, detached (they go on if the dashboard closes)", "green")))
+            self.action_focus_files()  # digits switch views again (1: Runs)
+        else:
+            box.update(Text(result.message, style="red"))
+        self.reload_files()
+        self.post_message(self.Launched(result))
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        try:
+            return str(path.resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            return str(path)

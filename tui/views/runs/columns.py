@@ -1,0 +1,251 @@
+"""The Runs table's column model: fixed columns, one column per varying grid key of the shown runs, which columns
+fit a width, and the cells of a run (status coloured, `stale` derived with experiments.metrics.display_status)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from rich.text import Text
+
+from experiments.metrics import COMPLETED, DIVERGED, FAILED, LOST, QUEUED, RUNNING, STALE, STOPPED, display_status
+from experiments.report import MISSING
+from tui.grouping import format_value, is_ignored, short_name, varying_keys
+from tui.status import status_style
+
+NARROW_WIDTH = 100  # below this terminal width some columns get narrower
+# Columns kept when the terminal is too narrow for all, most important first (the table shows them in display
+# order). "cfg1" is the first config column (the grid key that tells the shown runs apart, e.g. the activation),
+# "cfg" the others.
+PRIORITY = ("sel", "run", "status", "cfg1", "opt", "lr", "epoch", "loss", "acc", "cfg", "age", "net", "sps", "exp")
+COVERED_KEYS = {"optimizer.name", "optimizer.lr", "net.name"}  # fixed columns show them already
+MAX_CONFIG_COLUMNS = 4
+CONFIG_PREFIX = "cfg:"
+BAR = " ▏▎▍▌▋▊▉█"
+MARK = "●"
+SELECT_STYLE = "bold yellow"
+STATUS_ORDER = {s: i for i, s in enumerate((RUNNING, STALE, QUEUED, FAILED, DIVERGED, LOST, STOPPED, COMPLETED))}
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+    sort: Callable[[dict, float], object]  # (run, now) -> sort key (None sorts last)
+    justify: str = "left"
+    sortable: bool = True
+
+
+def _natural_id(run: dict, now: float):
+    return (run.get("experiment_id") or "", run.get("idx") or 0)
+
+
+def _progress(run: dict) -> float | None:
+    total, step = run.get("total_steps"), run.get("step")
+    if total and step is not None:
+        return min(1.0, step / total)
+    epochs, epoch = run.get("epochs"), run.get("epoch")
+    if epochs and epoch is not None:
+        return min(1.0, epoch / epochs)
+    return None
+
+
+def _finite(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+COLUMNS = (
+    Column("sel", " ", 1, lambda r, now: 0, sortable=False),
+    Column("exp", "experiment", 16, lambda r, now: (r.get("experiment_id") or "", r.get("idx") or 0)),
+    Column("run", "run", 18, _natural_id),
+    Column("net", "net", 6, lambda r, now: r.get("net")),
+    Column("opt", "opt", 8, lambda r, now: r.get("optimizer")),
+    Column("lr", "lr", 7, lambda r, now: r.get("lr"), justify="right"),
+    Column("cfg", "", 0, lambda r, now: 0, sortable=False),  # where the config columns go
+    Column("status", "status", 9, lambda r, now: STATUS_ORDER.get(display_status(r, now), 99)),
+    Column("epoch", "epoch", 11, lambda r, now: _progress(r)),
+    Column("loss", "loss", 7, lambda r, now: _finite(r.get("train_loss")), justify="right"),
+    Column("acc", "best acc", 8, lambda r, now: _finite(r.get("best_val_acc")), justify="right"),
+    Column("sps", "samp/s", 7, lambda r, now: _finite(r.get("samples_per_s")), justify="right"),
+    Column("age", "age", 7, lambda r, now: -(r.get("created") or 0.0), justify="right"),
+)
+COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+SORTABLE = [c.key for c in COLUMNS if c.sortable]
+
+
+def config_column(key: str, values: Iterable) -> Column:
+    """A column for the config key `key` (e.g. `net.activation`), as wide as its values (5..14)."""
+    texts = [format_value(v) for v in values]
+    width = min(14, max([5, len(short_name(key))] + [len(t) for t in texts]))
+    return Column(CONFIG_PREFIX + key, short_name(key), width, lambda run, now: None)  # the view sorts by flat
+
+
+def config_keys(flats: Sequence[dict], experiments: Sequence[str] | None = None) -> list[str]:
+    """The keys that vary between these runs and no fixed column shows (seeds included: they tell repeated runs
+    apart), at most MAX_CONFIG_COLUMNS: the grid keys first (those that vary inside one experiment), then the
+    keys in which experiments differ."""
+    keys = [k for k in varying_keys(flats) if k not in COVERED_KEYS and not is_ignored(k)]
+    if experiments is not None and len(keys) > 1:
+        first: dict[tuple[str, str], object] = {}
+        grid = set()
+        for flat, experiment in zip(flats, experiments):
+            for key in keys:
+                if key in grid:
+                    continue
+                value = flat.get(key)
+                seen = first.setdefault((experiment, key), value)
+                if seen is not value and (type(seen) is not type(value) or seen != value):
+                    grid.add(key)
+        keys = [k for k in keys if k in grid] + [k for k in keys if k not in grid]
+    return keys[:MAX_CONFIG_COLUMNS]
+
+
+def config_keys_of(model, run_ids: Sequence[str]) -> list[str]:
+    """The config column keys (`cfg:net.activation`) for these runs of the model."""
+    return [CONFIG_PREFIX + k for k in config_keys([model.flat(rid) for rid in run_ids], _experiments(model, run_ids))]
+
+
+def config_columns_of(model, run_ids: Sequence[str]) -> list[Column]:
+    flats = [model.flat(rid) for rid in run_ids]
+    return [config_column(k, [f.get(k) for f in flats]) for k in config_keys(flats, _experiments(model, run_ids))]
+
+
+def _experiments(model, run_ids: Sequence[str]) -> list[str]:
+    return [model.runs.get(rid, {}).get("experiment_id") or "" for rid in run_ids]
+
+
+def fit_columns(width: int, config: Sequence[Column] = ()) -> tuple[list[str], dict[str, int]]:
+    """The columns that fit `width` terminal cells (by PRIORITY), in display order, and their widths."""
+    widths = {c.key: c.width for c in COLUMNS if c.key != "cfg"}
+    widths.update({c.key: c.width for c in config})
+    if width < NARROW_WIDTH:
+        widths.update(run=15, epoch=9, age=4, acc=6)
+    available = width - 2  # the vertical scrollbar
+    chosen = set()
+    for key in PRIORITY:
+        candidates = {"cfg1": [c.key for c in config[:1]], "cfg": [c.key for c in config[1:]]}.get(key, [key])
+        for candidate in candidates:
+            cost = widths[candidate] + 2  # cell padding 1 on each side
+            if cost <= available:
+                chosen.add(candidate)
+                available -= cost
+    order = []
+    for column in COLUMNS:
+        if column.key == "cfg":
+            order.extend(c.key for c in config if c.key in chosen)
+        elif column.key in chosen:
+            order.append(column.key)
+    return order, widths
+
+
+# -- cells ----------------------------------------------------------------------------------------------------------
+def _num(value, fmt: str) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return format(value, fmt)
+
+
+def format_age(seconds: float | None) -> str:
+    """Short ages for a table cell: 42s, 7m, 3h, 5d."""
+    if seconds is None or not math.isfinite(seconds):
+        return MISSING
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def age_cell(run: dict, now: float) -> Text:
+    created = run.get("created")
+    return Text(format_age(now - created if created else None), style="dim", justify="right")
+
+
+def progress_cell(run: dict, width: int, status: str | None = None) -> Text:
+    """`3/10 ▇▇▇▍  ` : whole epochs done of the total, and a bar of the exact progress (steps when known)."""
+    epochs = run.get("epochs")
+    epoch = run.get("epoch") or 0
+    label = f"{min(int(epoch), epochs)}/{epochs}" if epochs else f"{int(epoch)}"
+    bar_width = width - len(label) - 1
+    frac = _progress(run)
+    text = Text(label)
+    if bar_width >= 3 and frac is not None:
+        eighths = int(round(frac * bar_width * 8))
+        full, part = divmod(eighths, 8)
+        bar = "█" * full + (BAR[part] if part and full < bar_width else "")
+        status = status or run.get("status")
+        style = "green" if status == COMPLETED else status_style(status) or "cyan"
+        text.append(" ")
+        text.append(bar.ljust(bar_width), style=style)
+    return text
+
+
+def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths: dict[str, int],
+              flat: dict | None = None) -> list:
+    """The table cells of one run, in `keys` order. The run column is the plain id (sorting relies on it)."""
+    status = display_status(run, now) or MISSING
+    cells = []
+    for key in keys:
+        if key == "sel":
+            cells.append(Text(MARK, style=SELECT_STYLE) if selected else " ")
+        elif key.startswith(CONFIG_PREFIX):
+            value = (flat or {}).get(key[len(CONFIG_PREFIX):], MISSING)
+            cells.append(Text(format_value(value), justify="right" if isinstance(value, (int, float)) else "left"))
+        elif key == "exp":
+            cells.append(run.get("experiment_id") or MISSING)
+        elif key == "run":
+            cells.append(run["id"])
+        elif key == "net":
+            cells.append(run.get("net") or MISSING)
+        elif key == "opt":
+            cells.append(run.get("optimizer") or MISSING)
+        elif key == "lr":
+            cells.append(Text(_num(run.get("lr"), ".3g"), justify="right"))
+        elif key == "status":
+            cells.append(Text(status, style=status_style(status)))
+        elif key == "epoch":
+            cells.append(progress_cell(run, widths["epoch"], status))
+        elif key == "loss":
+            loss = run.get("train_loss")
+            style = "dark_orange" if isinstance(loss, float) and not math.isfinite(loss) else ""
+            cells.append(Text(_num(loss, ".4f" if loss is not None and abs(loss) < 100 else ".3g"),
+                              style=style, justify="right"))
+        elif key == "acc":
+            acc = run.get("best_val_acc")
+            cells.append(Text(_num(None if acc is None else 100 * acc, ".1f") + ("%" if acc is not None else ""),
+                              justify="right"))
+        elif key == "sps":
+            cells.append(Text(_num(run.get("samples_per_s"), ",.0f"), justify="right"))
+        elif key == "age":
+            cells.append(age_cell(run, now))
+    return cells
+
+
+def sort_func(sort_key: str, reverse: bool, model, now: float):
+    """The sort key function of runs for a column (config columns sort by the run's value, numbers first); runs
+    without a value sort last either way, ties in grid order."""
+    if sort_key.startswith(CONFIG_PREFIX):
+        config_key = sort_key[len(CONFIG_PREFIX):]
+
+        def value_of(run):
+            value = model.flat(run["id"]).get(config_key)
+            if value is None:
+                return None
+            return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+    else:
+        column = COLUMN_BY_KEY[sort_key]
+
+        def value_of(run):
+            return column.sort(run, now)
+
+    def key(run: dict):
+        value = value_of(run)
+        tie = (run.get("experiment_id") or "", run.get("idx") or 0)
+        if value is None:
+            return (1 if not reverse else 0, 0, tie)
+        return (0 if not reverse else 1, value, tie)
+
+    return key
