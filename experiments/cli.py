@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -159,7 +160,13 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
                                     status=f"[{status_style(shown)}]{shown}[/]", loss=loss)
                 if all(runs[r]["status"] not in ACTIVE for r in run_ids):
                     break
-                time.sleep(0.5)
+                if scheduler is not None and scheduler_exit is None:
+                    try:  # the scheduler exits right after the last run ends: no half-second wait at the end
+                        scheduler.wait(timeout=0.5)
+                    except subprocess.TimeoutExpired:
+                        pass
+                else:
+                    time.sleep(0.5)
             except KeyboardInterrupt:
                 if stopping:
                     raise

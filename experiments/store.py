@@ -223,21 +223,45 @@ class Store:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._wal_inode: int | None = None
         self.conn = None
-        try:
-            self.conn = self._connect()
-            self._init_schema(new)
-        except sqlite3.DatabaseError as e:  # the first statement reads the file: garbage fails here
-            if getattr(self, "conn", None) is not None:
-                self.conn.close()
-            if isinstance(e, sqlite3.OperationalError) and "unable to open" in str(e):
-                raise StoreError(f"{self.path}: cannot open the run store ({e}); check that {self.runs_dir} is "
-                                 "a writable directory, or use another --runs-dir") from None
-            raise StoreError(f"{self.path} is not a readable mxdash store ({e}); move it aside (or restore it "
-                             "from a backup) and mxdash starts a new one, or use another --runs-dir") from None
+        deadline = time.monotonic() + READ_RETRY_S
+        while True:
+            try:
+                self.conn = self._connect()
+                self._init_schema(new)
+                break
+            except sqlite3.OperationalError as e:
+                # right after mxdash.db-wal was deleted under running workers, opening reads an index of frames
+                # that are gone ("disk I/O error") until a worker's next write restores them: wait for that
+                if "disk I/O error" not in str(e) or time.monotonic() > deadline:
+                    self._open_failed(e)
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+                time.sleep(0.2)
+            except sqlite3.DatabaseError as e:
+                self._open_failed(e)
         self._note_wal()
+
+    def _open_failed(self, e: sqlite3.DatabaseError):
+        """The first statement reads the file: garbage, a truncated copy or another program's file fails here."""
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+        if isinstance(e, sqlite3.OperationalError) and "unable to open" in str(e):
+            raise StoreError(f"{self.path}: cannot open the run store ({e}); check that {self.runs_dir} is "
+                             "a writable directory, or use another --runs-dir") from None
+        raise StoreError(f"{self.path} is not a readable mxdash store ({e}); move it aside (or restore it "
+                         "from a backup) and mxdash starts a new one, or use another --runs-dir") from None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            return self._configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    @staticmethod
+    def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         # WAL + synchronous=NORMAL: a commit is an append to the WAL with no fsync (the WAL is synced at

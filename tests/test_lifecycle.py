@@ -116,7 +116,7 @@ def start_detached(tmp_path, path, runs_dir, *extra):
 
 def test_kill_9_marks_the_run_lost_within_10s_and_resume_finishes_it(tmp_path):
     runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, name="long", epochs=12, batch_size=8)
+    path = experiment(tmp_path, name="long", epochs=40, batch_size=8)
     started = start_detached(tmp_path, path, runs_dir)
     run_id = started["runs"][0]
     store = Store(runs_dir)
@@ -166,7 +166,7 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path):
     from experiments.train import checkpoint_files
 
     runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, name="stopresume", epochs=8, batch_size=8,
+    path = experiment(tmp_path, name="stopresume", epochs=30, batch_size=8,
                       grid='"experiment.description" = ["straight", "stopped"]')
     started = start_detached(tmp_path, path, runs_dir, "--parallel", "2")
     straight_id, stopped_id = started["runs"]

@@ -118,10 +118,10 @@ def test_kill_9_of_the_scheduler_marks_its_queue_lost_the_foreground_run_says_so
 # -- one owner per run -----------------------------------------------------------------------------------------------
 def test_two_concurrent_resumes_exactly_one_trains_and_no_step_is_recorded_twice(tmp_path):
     runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, "twice", epochs=30, batch_size=16)
+    path = experiment(tmp_path, "twice", epochs=100, batch_size=16)
     (run_id,) = start_detached(path, runs_dir)["runs"]
     store = Store(runs_dir)
-    wait_for(lambda: store.get_run(run_id)["checkpoint_step"], 120, what="a first checkpoint")
+    wait_for(lambda: (store.get_run(run_id)["step"] or 0) > 100, 120, what="some steps")
     stop = cli("stop", run_id, "--runs-dir", runs_dir)
     assert f"{run_id}: stopped" in stop.stdout, stop.stdout + stop.stderr
 
@@ -202,7 +202,7 @@ def test_kill_9_at_a_random_step_then_resume_equals_uninterrupted(tmp_path):
     from experiments.checkpoint import checkpoint_files
 
     runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, "exact", epochs=12, batch_size=8,
+    path = experiment(tmp_path, "exact", epochs=40, batch_size=8,
                       grid='"experiment.description" = ["uninterrupted", "killed"]')
     straight_id, killed_id = start_detached(path, runs_dir, "--parallel", "2")["runs"]
     store = Store(runs_dir)
@@ -265,7 +265,7 @@ def test_a_crash_or_kill_of_warm_workers_leaves_the_rest_of_the_sweep_completing
     worker reset SIGSEGV, MXNet's own handler called exit() inside the handler and the dying worker hung for ever,
     holding its slot: this test timed out.)"""
     runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, "crash", epochs=25, batch_size=16,
+    path = experiment(tmp_path, "crash", epochs=60, batch_size=16,
                       grid='"optimizer.lr" = [0.01, 0.02, 0.03, 0.05, 0.1]')
     run_ids = start_detached(path, runs_dir, "--parallel", "3")["runs"]
     store = Store(runs_dir)

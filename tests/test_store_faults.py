@@ -243,7 +243,7 @@ def fill(path: Path) -> Path:
 
 def test_disk_full_is_survived_and_resume_finishes_everything_after_space_is_freed(tmp_path, small_tmpfs):
     runs_dir = small_tmpfs / "runs"
-    path = experiment(tmp_path, "full", epochs=40, batch_size=16, grid='"optimizer.lr" = [0.01, 0.02, 0.05]')
+    path = experiment(tmp_path, "full", epochs=150, batch_size=16, grid='"optimizer.lr" = [0.01, 0.02, 0.05]')
     first, second, third = start_detached(path, runs_dir, "--parallel", "1")["runs"]
     store = Store(runs_dir)
     wait_for(lambda: store.get_run(first)["checkpoint_step"], 120, what="a first checkpoint")
