@@ -25,6 +25,7 @@ from textual.binding import Binding
 
 from experiments.lesson_views import CLASS_COLOURS
 from experiments.metrics import ARTIFACT_BOUNDARY, ARTIFACT_BOUNDARY_POINTS
+from tui.grouping import describe, flat_of, varying_keys
 from tui.plot.canvas import style_runs
 from tui.plot.text import TICK_STYLE, TITLE_STYLE, Lines, truncate
 from tui.views.base import NO_RUNS_HINT, PlotView, RunData, ViewJob, hint
@@ -129,18 +130,17 @@ def build_boundaries(job: ViewJob) -> Text:
     width, height, opts = job.width, job.height, job.options
     if not job.units:
         return hint(width, height, NO_RUNS_HINT)
-    maps = []
-    for unit in job.units:
-        if unit.hidden:
-            continue
-        for run in unit.runs:
-            frame = frame_at(run.artifacts.get(ARTIFACT_BOUNDARY, []), opts["step"])
-            if frame is not None:
-                label = unit.label if len(unit.runs) == 1 else f"{unit.label} · {run.id}"
-                points = run.artifacts.get(ARTIFACT_BOUNDARY_POINTS)
-                maps.append((label, run, frame, points[-1].payload if points and opts["points"] else None))
-    if not maps:
+    mapped = [run for unit in job.units if not unit.hidden for run in unit.runs if run.artifacts.get(ARTIFACT_BOUNDARY)]
+    if not mapped:
         return hint(width, height, NO_BOUNDARY_HINT)
+    flats = [flat_of(run.row) for run in mapped]
+    naming = varying_keys(flats)  # what differs between the mapped runs (not every plotted run)
+    maps = []
+    for run, flat in zip(mapped, flats):
+        frame = frame_at(run.artifacts[ARTIFACT_BOUNDARY], opts["step"])
+        points = run.artifacts.get(ARTIFACT_BOUNDARY_POINTS)
+        maps.append((describe(flat, naming) or run.id, run, frame,
+                     points[-1].payload if points and opts["points"] else None))
     grid_h, grid_w = maps[0][2].payload["pred"].shape
     header = _header(maps, opts, width, job.title)
     per_row, cols, rows = layout(len(maps), width, height - 1, grid_w, grid_h)
@@ -170,21 +170,20 @@ def _blit(lines: Lines, row: int, col: int, text: Text) -> None:
 
 
 def _header(maps: list, opts: dict, width: int, title: str) -> Text:
+    """`decision boundaries · live  ■ 0 ■ 1 ■ 2  darker = less sure · • training points · 6 runs selected`, the
+    least needed part last (a narrow terminal crops it)."""
     classes = max(int(frame.payload["classes"]) for _, _, frame, _ in maps)
     text = Text(no_wrap=True, overflow="crop", end="")
     text.append("decision boundaries", style=TITLE_STYLE)
-    steps = sorted({frame.step for _, _, frame, _ in maps})
-    where = "live" if opts["step"] is None else f"step {opts['step']}"
-    text.append(f" · {where} · {title}" if title else f" · {where}", style=TICK_STYLE)
-    text.append("   ")
+    text.append(" · live  " if opts["step"] is None else f" · step {opts['step']} (end: live)  ", style=TICK_STYLE)
     for c in range(classes):
         text.append("■", style=_rgb(CLASS_COLOURS[c % len(CLASS_COLOURS)], 1.0))
         text.append(f" {c} ", style=TICK_STYLE)
     text.append(" darker = less sure", style=TICK_STYLE)
     if opts["points"]:
         text.append(" · • training points", style=TICK_STYLE)
-    if len(steps) > 1 and opts["step"] is not None:
-        text.append(f" · maps at steps {steps[0]}..{steps[-1]}", style=TICK_STYLE)
+    if title:
+        text.append(f" · {title}", style=TICK_STYLE)
     return text
 
 

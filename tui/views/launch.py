@@ -335,6 +335,8 @@ class LaunchView(Horizontal):
             result.update(Text(f"cannot start mxdash lrfind: {e.strerror or e}", style="red"))
             return
         self.range_test = (process, log_path, path)
+        self.app.notify(f"LR range test of {path.name} started: its runs show in Runs as they train; 3 (LR effects) "
+                        "draws them", title="LR range test", timeout=6)
         result.update(Text(f"LR range test of {display_path(path)} running (one test per optimizer; the runs show "
                            f"as they train) · log {display_path(log_path)}", style="yellow"))
 

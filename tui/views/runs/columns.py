@@ -8,7 +8,8 @@ from typing import Callable, Iterable, Sequence
 
 from rich.text import Text
 
-from experiments.metrics import COMPLETED, DIVERGED, FAILED, LOST, QUEUED, RUNNING, STALE, STOPPED, display_status
+from experiments.metrics import (COMPLETED, DIVERGED, FAILED, LOST, LRFIND_KIND, QUEUED, RUNNING, STALE, STOPPED,
+                                 display_status)
 from experiments.report import MISSING
 from tui.grouping import format_value, is_ignored, short_name, varying_keys
 from tui.status import status_style
@@ -229,8 +230,12 @@ def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths
             cells.append(Text(_num(run.get("lr"), ".3g"), justify="right"))
         elif key == "status":
             cells.append(Text(status, style=status_style(status)))
+        elif key == "epoch" and run.get("kind") == LRFIND_KIND:  # an LR range test counts steps, not epochs
+            cells.append(Text(f"{run.get('step') or 0} st"))
         elif key == "epoch":
             cells.append(progress_cell(run, widths["epoch"], status))
+        elif key == "loss" and run.get("kind") == LRFIND_KIND:  # its last loss is the blow-up that ended it
+            cells.append(Text(MISSING, justify="right"))
         elif key == "loss":
             loss = run.get("train_loss")
             style = "dark_orange" if isinstance(loss, float) and not math.isfinite(loss) else ""
