@@ -219,7 +219,8 @@ class MxdashApp(RunActions, LessonActions, App):
                                                                  WorkerState.CANCELLED):
             return
         self._polling = False
-        if event.state == WorkerState.SUCCESS and (self.catching_up or self.poller.pending):
+        if event.state == WorkerState.SUCCESS and (self.catching_up or self.poller.pending
+                                                   or self.poller.artifacts_pending):
             self.poll()  # the next chunk at once
         if event.state == WorkerState.ERROR and self.alive:
             error = event.worker.error

@@ -102,8 +102,11 @@ class ArtifactReader:
         self.head = 0
         self.pending = False
 
-    def unread(self, pairs: Iterable[tuple[str, str]]) -> bool:
-        return any(pair not in self.tails for pair in pairs)
+    def to_do(self, pairs: Iterable[tuple[str, str]]) -> bool:
+        """True when a read would change what is followed: wanted pairs not read yet, or followed ones no longer
+        wanted (to forget)."""
+        pairs = set(pairs)
+        return any(pair not in self.tails for pair in pairs) or any(pair not in pairs for pair in self.tails)
 
     def read(self, store, pairs: Iterable[tuple[str, str]]) -> ArtifactBatch:
         """New rows of the wanted (run id, key) pairs; pairs no longer wanted are forgotten."""

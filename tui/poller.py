@@ -90,6 +90,7 @@ class Poller:
         self.artifact_wants: dict[str, frozenset[str]] = {}  # artifact key -> the runs a view wants it of
         self.artifacts = ArtifactReader()
         self._experiments: set[str] = set()  # experiment ids whose row was read
+        self._artifacts_readable = True  # False for stores without artifacts (fakes; schema < 3): nothing to wait for
         self._signatures: dict[str, tuple] = {}
         self._claims: dict[str, tuple] = {}  # run id -> (created, started): a change means its rows were redone
         self._data_version: int | None = None  # caught up at this version: a poll may skip everything
@@ -121,8 +122,10 @@ class Poller:
 
     @property
     def artifacts_pending(self) -> bool:
-        """Artifacts of loaded wanted runs not read yet (first reads left over, or newly wanted keys)."""
-        return self.artifacts.pending or self.artifacts.unread(self._artifact_pairs())
+        """Artifact reads to do: first reads left over, newly wanted pairs, or pairs no longer wanted to forget."""
+        if not self._artifacts_readable:
+            return False
+        return self.artifacts.pending or self.artifacts.to_do(self._artifact_pairs())
 
     @property
     def pending(self) -> list[str]:
@@ -279,10 +282,14 @@ class Poller:
         return rows
 
     def _read_artifacts(self, store) -> ArtifactBatch:
+        if not hasattr(store, "newest_artifacts"):
+            self._artifacts_readable = False
+            return ArtifactBatch()
         try:
             return self.artifacts.read(store, self._artifact_pairs())
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):  # a store older than the artifacts table (schema 3)
+                self._artifacts_readable = False
                 return ArtifactBatch()
             raise
 
@@ -338,6 +345,7 @@ class Poller:
 
     def _poll_generic(self, store, first: bool) -> PollResult:
         """Any object with list_runs() and metrics_since_all(after_id): whole rows compared, every metric read."""
+        self._artifacts_readable = False  # (no artifacts API)
         result = PollResult()
         runs = {run["id"]: run for run in store.list_runs()}
         result.removed = [rid for rid in self._signatures if rid not in runs]
