@@ -8,8 +8,10 @@
   included) to a run id on the screen, read with `capture-pane`.
 - Curves tab: from pressing `2` (right after the first paint, nothing read yet) to the plot of the first 64 runs
   on screen; in-process and in tmux.
-- keys: 2 real runs train (`mxdash run experiments/dead_relu.toml --detach --parallel 2`, long epochs) while the
-  benchmark presses keys in the app: tab switches, filter keystrokes, and the command palette (open, type, close),
+- keys: 2 real runs train while the benchmark presses keys in the app (`--train playground`, the default: the
+  spiral of experiments/playground.toml at hidden [32], relu and tanh, which records a decision-boundary frame every
+  20 steps, ~40 frames/s per run, so the Boundaries view (7) is live; `--train dead_relu`: the dead_relu sweep, two
+  at a time, as before issue 11): tab switches, filter keystrokes, and the command palette (open, type, close),
   each reported on its own, p50 and p95. Latency is from the key entering the app (as the terminal driver sends
   it) to its effect being in the widget state and the next refresh done. Targets: first paint < 1 s, Curves
   < 0.5 s, key p95 < 100 ms. Repeats are interleaved (in-process, tmux, in-process, ...); medians reported.
@@ -129,10 +131,18 @@ def paint_tmux(runs_dir: Path, run_pattern: str) -> tuple[float, float] | None:
 
 
 # -- key presses while 2 real runs train --------------------------------------------------------------------------
-def start_training(runs_dir: Path) -> str:
-    """Two real runs training (dead_relu at 400 epochs: minutes), detached; returns the experiment id."""
-    out = subprocess.run([str(MXDASH), "run", str(ROOT / "experiments" / "dead_relu.toml"), "--detach", "--json",
-                          "--parallel", "2", "--set", "train.epochs=400", "--runs-dir", str(runs_dir)],
+TRAINING = {  # what trains during the key benchmark: (experiment file, --set items)
+    "playground": ("playground.toml", ["train.epochs=3000", 'grid."net.hidden"=[[32]]']),
+    "dead_relu": ("dead_relu.toml", ["train.epochs=400"]),
+}
+
+
+def start_training(runs_dir: Path, which: str = "playground") -> str:
+    """Two real runs training (minutes), detached; returns the experiment id."""
+    file, overrides = TRAINING[which]
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    out = subprocess.run([str(MXDASH), "run", str(ROOT / "experiments" / file), "--detach", "--json",
+                          "--parallel", "2", *sets, "--runs-dir", str(runs_dir)],
                          capture_output=True, text=True, check=True, timeout=120)
     experiment = json.loads(out.stdout.strip().splitlines()[-1])["experiment"]
     deadline = time.time() + 120
@@ -174,7 +184,8 @@ async def key_latency(runs_dir: Path, rounds: int) -> dict[str, list[float]]:
         main = app.main
         tab = lambda name: lambda: main.active_tab == name and main.view_ready(name)  # noqa: E731
         for _ in range(rounds):
-            for key, name in (("2", "curves"), ("3", "lr"), ("4", "dead"), ("5", "compare"), ("1", "runs")):
+            for key, name in (("2", "curves"), ("3", "lr"), ("4", "dead"), ("7", "boundary"), ("5", "compare"),
+                              ("1", "runs")):
                 latency = await press(app, key, key, tab(name))
                 kinds["tab switch"].append(latency)
                 per_tab.setdefault(name, []).append(latency)
@@ -221,6 +232,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", choices=("paint", "keys"))
+    parser.add_argument("--train", choices=tuple(TRAINING), default="playground",
+                        help="what trains while keys are pressed (default: playground, boundaries live)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     results: dict = {"cpus": os.cpu_count(), "load": os.getloadavg()[0]}
@@ -240,7 +253,8 @@ def main() -> int:
             results["curves_tmux_s"] = statistics.median(c for _, c in tmux) if tmux else None
         if args.only in (None, "keys"):
             live = tmp / "live"
-            experiment = start_training(live)
+            experiment = start_training(live, args.train)
+            results["training"] = args.train
             try:
                 kinds = asyncio.run(key_latency(live, rounds=3 if args.quick else 6))
             finally:

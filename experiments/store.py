@@ -861,6 +861,11 @@ class Store:
     # -- dashboard reads ------------------------------------------------------------------------------------------
     # Read-only queries for the dashboard's poller (tui/poller.py), each one indexed SELECT; none of them writes.
     # Take them inside `read_snapshot()` so that runs and metrics come from one consistent state of the store.
+    # Run rows get a `total_params` column: the weights count without decoding every net summary (10,000 summaries
+    # took ~0.3 s of JSON parsing).
+    PARAMS_COLUMN = ("CASE WHEN json_valid(summary) THEN json_extract(summary, '$.total_params') END "
+                     "AS total_params")
+
     def read_snapshot(self):
         """A context manager: every read inside sees the same committed state (one deferred read transaction)."""
         import contextlib  # here: this section stays self-contained
@@ -900,13 +905,14 @@ class Store:
         JSON columns in `decode` are parsed (the others stay text: 10,000 net summaries take ~0.3 s to parse)."""
         if run_ids is None or len(run_ids) > 2000:
             wanted = None if run_ids is None else set(run_ids)
-            rows = self._plain_rows("SELECT * FROM runs ORDER BY created, idx", ())
+            rows = self._plain_rows(f"SELECT *, {self.PARAMS_COLUMN} FROM runs ORDER BY created, idx", ())
             rows = rows if wanted is None else [row for row in rows if row["id"] in wanted]
         else:
             rows = []
             for i in range(0, len(run_ids), 500):
                 part = run_ids[i:i + 500]
-                rows.extend(self._plain_rows(f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(part))}) "
+                rows.extend(self._plain_rows(f"SELECT *, {self.PARAMS_COLUMN} FROM runs "
+                                             f"WHERE id IN ({', '.join('?' * len(part))}) "
                                              "ORDER BY created, idx", part))
         for row in rows:
             for key in decode:
@@ -919,7 +925,8 @@ class Store:
 
     def newest_runs(self, limit: int, decode: tuple[str, ...] = JSON_COLUMNS) -> list[dict]:
         """The `limit` most recently created runs (a first screen of them, without scanning the whole table)."""
-        rows = self._plain_rows("SELECT * FROM runs ORDER BY created DESC, idx LIMIT ?", (int(limit),))
+        rows = self._plain_rows(f"SELECT *, {self.PARAMS_COLUMN} FROM runs ORDER BY created DESC, idx LIMIT ?",
+                                (int(limit),))
         for row in rows:
             for key in decode:
                 if row.get(key):
@@ -928,6 +935,32 @@ class Store:
                     except ValueError:
                         pass
         return rows
+
+    def experiments_by_ids(self, experiment_ids: list[str]) -> list[dict]:
+        """id, name, file (as given to `mxdash run` / `lrfind`) and created of these experiments."""
+        rows = []
+        for i in range(0, len(experiment_ids), 500):
+            part = list(experiment_ids[i:i + 500])
+            rows.extend(self._plain_rows(f"SELECT id, name, file, created FROM experiments "
+                                         f"WHERE id IN ({', '.join('?' * len(part))})", part))
+        return rows
+
+    def max_artifact_id(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM artifacts").fetchone()[0]
+
+    def artifact_heads(self, after_id: int) -> list[tuple[str, str, int]]:
+        """(run_id, key, newest id) of every (run, key) with artifact rows past `after_id` (a range of the primary
+        key: only the new rows are visited)."""
+        return self.conn.execute("SELECT run_id, key, MAX(id) FROM artifacts WHERE id > ? GROUP BY run_id, key",
+                                 (after_id,)).fetchall()
+
+    def newest_artifacts(self, run_id: str, key: str, limit: int, after_id: int = 0) -> list[dict]:
+        """Up to `limit` of the newest artifacts of one key of a run with id > `after_id`, oldest first (the same
+        dicts as `artifacts`; the (run_id, key, id) index, read backwards)."""
+        rows = self.conn.execute("SELECT id, step, epoch, wall, key, payload FROM artifacts WHERE run_id = ? AND "
+                                 "key = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                                 (run_id, key, after_id, int(limit))).fetchall()
+        return [self._artifact(row) for row in reversed(rows)]
 
     def _plain_rows(self, query: str, args) -> list[dict]:
         cursor = self.conn.cursor()

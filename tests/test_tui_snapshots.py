@@ -189,3 +189,57 @@ def test_unreadable_store(snap_compare, workdir, size):
     (workdir / "runs").mkdir()
     (workdir / "runs" / "mxdash.db").write_bytes(bytes(range(256)) * 16)  # 4 KB that is not a database
     assert snap_compare(app_for(Path("runs")), terminal_size=size, run_before=keys_then_settle())
+
+
+# -- the lesson views (issue 11): LR range tests, decision boundaries, confusion matrices ---------------------------
+@pytest.fixture
+def lesson_store(workdir) -> Path:
+    from conftest_lessons import make_lesson_store
+
+    make_lesson_store(workdir / "runs")
+    return Path("runs")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_lr_range_tests(snap_compare, lesson_store, size):
+    """Smoothed loss against LR per range test, each suggestion marked ◆ and labelled, the events under it."""
+    assert snap_compare(app_for(lesson_store), terminal_size=size,
+                        run_before=filtered_then("exp:lr_sweep-lrfind", "3"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_boundaries(snap_compare, lesson_store, size):
+    """Four maps side by side (hidden x activation), titled by what differs, training points over them."""
+    assert snap_compare(app_for(lesson_store), terminal_size=size, run_before=filtered_then("exp:playground", "7"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_boundaries_older_frame_without_points(snap_compare, lesson_store, size):
+    run_before = filtered_then("exp:playground", "7", "left", "left", "p")
+    assert snap_compare(app_for(lesson_store), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_detail_confusion(snap_compare, lesson_store, size):
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        pilot.app.open_detail("playground-1.3")
+        await settle(pilot)
+        await pilot.press("right", "right", "right")
+        await settle(pilot)
+
+    assert snap_compare(app_for(lesson_store), terminal_size=size, run_before=run_before)
+
+
+def test_compare_macro_f1_and_params(snap_compare, lesson_store):
+    assert snap_compare(app_for(lesson_store), terminal_size=(160, 48),
+                        run_before=filtered_then("exp:playground", "5"))
+
+
+def test_runs_view_params_and_range_tests(snap_compare, lesson_store):
+    assert snap_compare(app_for(lesson_store), terminal_size=(160, 48), run_before=keys_then_settle())
+
+
+def test_launch_sweep_around_the_suggestions(snap_compare, lesson_store):
+    run_before = filtered_then("exp:lr_sweep-lrfind", "3", "w")
+    assert snap_compare(app_for(lesson_store), terminal_size=(160, 48), run_before=run_before)

@@ -1,6 +1,6 @@
-"""Run actions of the dashboard (a mixin of the app): stop (asks first, then writes the stop request through its
-own store connection in a thread worker) and resume (the CLI in a subprocess). Both report back with a notice and
-poll at once."""
+"""Actions of the dashboard (mixins of the app). Run actions: stop (asks first, then writes the stop request through
+its own store connection in a thread worker) and resume (the CLI in a subprocess); both report back with a notice and
+poll at once. Lesson actions: what follows an LR range test (show its runs; plan a sweep around its suggestions)."""
 from __future__ import annotations
 
 from textual import work
@@ -9,6 +9,7 @@ from experiments.metrics import RESUMABLE, STOPPABLE
 from experiments.store import Store, StoreError
 from tui.cli_runner import CommandResult, resume_run
 from tui.screens.confirm import ConfirmScreen
+from tui.views.lr_range import lr_sweep_plan
 
 
 class RunActions:
@@ -82,3 +83,35 @@ class RunActions:
         self.notify(text or title, title=title, severity="error" if error else "information",
                     timeout=8 if error else 4)
         self.poll()
+
+
+class LessonActions:
+    """Needs the app's `model`, `poller`, `main`, `experiment_files()`, `open_launch()`."""
+
+    def on_launch_view_range_test_done(self, message) -> None:
+        result = message.result
+        self.poller.invalidate()
+        self.poll()
+        if not result.ok:
+            self.notify(result.message.splitlines()[-1] if result.message else "LR range test failed",
+                        title="LR range test failed", severity="error", timeout=10)
+            return
+        tests = result.payload.get("tests", [])
+        experiment = tests[0]["run"].rsplit(".", 1)[0] if tests else None
+        if experiment:
+            self.main.runs_view.set_filter(f"exp:{experiment}")  # LR effects (3) shows exactly these tests
+        self.notify(f"{experiment}: {len(tests)} tests done; the Runs filter shows them. 3: LR effects, where w "
+                    "plans a sweep around the suggestions", title="LR range test", timeout=8)
+
+    def on_lr_effects_view_sweep_requested(self, message) -> None:
+        self.plan_lr_sweep(message.run_ids)
+
+    def plan_lr_sweep(self, run_ids: list[str]) -> None:
+        """Open the Launch view with a sweep around the suggested LRs of these range tests (tui/sweep.py)."""
+        plan = lr_sweep_plan(self.model, run_ids, self.experiment_files())
+        if isinstance(plan, str):
+            self.notify(plan, severity="warning", timeout=6)
+            return
+        path, overrides, note = plan
+        self.open_launch(path, overrides)
+        self.notify(note + ": check the preview, ctrl+l starts it", title="sweep around the suggestions", timeout=6)

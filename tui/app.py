@@ -10,6 +10,7 @@ subprocess: the dashboard never trains in-process and never imports mxnet).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 import time
@@ -24,9 +25,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from experiments.metrics import display_status
+from experiments.metrics import (ARTIFACT_BOUNDARY, ARTIFACT_BOUNDARY_POINTS, ARTIFACT_CONFUSION,
+                                 ARTIFACT_LR_SUGGESTION, LRFIND_KIND, display_status)
 from experiments.store import default_runs_dir
-from tui.actions import RunActions
+from tui.actions import LessonActions, RunActions
 from tui.commands import MxdashCommands
 from tui.machine import MachineProbe, MachineStatus
 from tui.model import Changes, DashboardModel
@@ -57,10 +59,11 @@ class MachineUpdated(Message):
         self.status = status
 
 
-class MxdashApp(RunActions, App):
+class MxdashApp(RunActions, LessonActions, App):
     """The dashboard. Everything outside the process is injected, so tests drive it with fakes:
     `store_factory(runs_dir)` (default `Store`), `clock()` (ages, durations, stale), `machine_probe()` (None:
-    psutil/NVML; False: no machine status), `command_runner` (subprocess.run-like, for resume and launch)."""
+    psutil/NVML; False: no machine status), `command_runner` (subprocess.run-like, for resume and launch),
+    `process_starter` (subprocess.Popen-like, for the LR range test, which runs in its own process until done)."""
 
     CSS_PATH = "mxdash.tcss"
     TITLE = "mxdash"
@@ -75,13 +78,15 @@ class MxdashApp(RunActions, App):
         Binding("4", "show_tab('dead')", "Dead ReLUs", show=False),
         Binding("5", "show_tab('compare')", "Compare", show=False),
         Binding("6", "show_tab('launch')", "Launch", show=False),
+        Binding("7", "show_tab('boundary')", "Boundaries", show=False),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
     ]
 
     def __init__(self, runs_dir=None, store_factory: Callable | None = None, poll_interval: float = POLL_INTERVAL_S,
                  clock: Callable[[], float] = time.time, machine_probe: Callable | bool | None = None,
                  machine_interval: float = MACHINE_INTERVAL_S, chunk_rows: int = METRIC_CHUNK_ROWS,
-                 command_runner: Callable = subprocess.run, experiments_dir=None):
+                 command_runner: Callable = subprocess.run, experiments_dir=None,
+                 process_starter: Callable = subprocess.Popen):
         super().__init__()
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.store_factory = store_factory
@@ -90,6 +95,7 @@ class MxdashApp(RunActions, App):
         self.machine_probe = MachineProbe() if machine_probe is None else machine_probe
         self.machine_interval = machine_interval
         self.command_runner = command_runner
+        self.process_starter = process_starter  # Popen-like, for `mxdash lrfind` (it runs until it is done)
         self.experiments_dir = Path(experiments_dir) if experiments_dir is not None else None
         self.model = DashboardModel()
         self.poller = Poller(self.runs_dir, store_factory, chunk_rows=chunk_rows, clock=clock)
@@ -106,6 +112,7 @@ class MxdashApp(RunActions, App):
         self._main_ready = False
         self._early: list[Polled] = []
         self.exiting = False
+        self.boundaries_shown = False  # the Boundaries view was opened: its runs' boundary frames are read
 
     def exit(self, *args, **kwargs) -> None:
         self.exiting = True  # workers finishing from now on have nothing to show (the screens are going)
@@ -143,7 +150,8 @@ class MxdashApp(RunActions, App):
     @property
     def busy(self) -> bool:
         """Still reading or showing the store: a poll in flight, catching up, wanted runs loading, rows filling."""
-        if self._polling or self.catching_up or not self.polls or self.poller.pending:
+        if (self._polling or self.catching_up or not self.polls or self.poller.pending
+                or self.poller.artifacts_pending):
             return True
         try:
             return self.main.runs_view.filling or bool(self.main.refresh_due)
@@ -185,7 +193,8 @@ class MxdashApp(RunActions, App):
         self._poll_error = result.message if result.store_ok and result.message else None
         self.catching_up = result.more
         with self.batch_update():
-            changes = self.model.apply(result.batch, result.run_rows, result.removed, reset=result.reset)
+            changes = self.model.apply(result.batch, result.run_rows, result.removed, reset=result.reset,
+                                       artifacts=result.artifacts, experiments=result.experiments)
             if changes.removed & self.selected:
                 self.selected.difference_update(changes.removed)
             self.main.model_changed(changes)
@@ -210,7 +219,8 @@ class MxdashApp(RunActions, App):
                                                                  WorkerState.CANCELLED):
             return
         self._polling = False
-        if event.state == WorkerState.SUCCESS and (self.catching_up or self.poller.pending):
+        if event.state == WorkerState.SUCCESS and (self.catching_up or self.poller.pending
+                                                   or self.poller.artifacts_pending):
             self.poll()  # the next chunk at once
         if event.state == WorkerState.ERROR and self.alive:
             error = event.worker.error
@@ -264,9 +274,14 @@ class MxdashApp(RunActions, App):
                 wanted.update(self.compare_selection()[0])
         except (LookupError, Exception):
             pass
-        if isinstance(self.screen, RunDetailScreen):
-            wanted.add(self.screen.run_id)
-        if self.poller.set_wanted(wanted):
+        plotted = set(self.plan_run_ids())
+        detail = {self.screen.run_id} if isinstance(self.screen, RunDetailScreen) else set()
+        wanted |= detail
+        range_tests = {rid for rid in plotted if self.model.runs.get(rid, {}).get("kind") == LRFIND_KIND}
+        artifacts = {ARTIFACT_LR_SUGGESTION: range_tests, ARTIFACT_CONFUSION: detail}
+        if self.boundaries_shown:  # boundary frames are big: read only once the view was opened
+            artifacts[ARTIFACT_BOUNDARY] = artifacts[ARTIFACT_BOUNDARY_POINTS] = plotted
+        if self.poller.set_wanted(wanted, artifacts):
             self.poll()
 
     @property
@@ -274,6 +289,7 @@ class MxdashApp(RunActions, App):
         return self.state.plan
 
     def view_switched(self, tab: str) -> None:
+        self.boundaries_shown |= tab == "boundary"
         self._update_wanted()
 
     def on_runs_view_shown_changed(self, message: RunsView.ShownChanged) -> None:
@@ -353,17 +369,19 @@ class MxdashApp(RunActions, App):
     def experiment_files(self) -> list[Path]:
         return experiment_files(self.runs_dir, self.experiments_dir)
 
-    def open_launch(self, path: Path) -> None:
+    def open_launch(self, path: Path, overrides: list[str] | None = None) -> None:
+        """The Launch view with `path` highlighted (and these `--set` items): its preview shows what would run."""
         self.action_show_tab("launch")
-        self.call_later(self._open_launch, path)
+        self.call_later(self._open_launch, path, overrides)
 
-    async def _open_launch(self, path: Path) -> None:
+    async def _open_launch(self, path: Path, overrides: list[str] | None) -> None:
         await self.main.ensure_view("launch")
-        options = self.main.query_one(LaunchView).query_one("#launch-files")
-        for index in range(options.option_count):
-            if options.get_option_at_index(index).id == str(path):
-                options.highlighted = index
+        view = self.main.query_one(LaunchView)
+        for _ in range(100):  # mounted, its file list not yet filled: next frame
+            if view.query("#launch-files") and view.query_one("#launch-files").option_count:
                 break
+            await asyncio.sleep(0.01)
+        view.show_file(path, overrides)
 
     def on_launch_view_launched(self, message: LaunchView.Launched) -> None:
         result = message.result

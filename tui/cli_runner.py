@@ -41,6 +41,46 @@ def launch_experiment(file, runs_dir, parallel: int | None = None, overrides: li
     return _run(cmd, timeout, runner, "launch")
 
 
+def lrfind_command(file, runs_dir, overrides: list[str] = ()) -> list[str]:
+    """`mxdash lrfind FILE --json --runs-dir DIR [--set ...]`: one LR range test per optimizer of the file's grid."""
+    cmd = cli_command("lrfind", str(file), "--json", "--runs-dir", str(runs_dir))
+    for item in overrides:
+        cmd += ["--set", item]
+    return cmd
+
+
+def start_lrfind(file, runs_dir, overrides: list[str] = (), starter=subprocess.Popen):
+    """Start `mxdash lrfind` in its own session with its output in `<runs dir>/launched/lrfind-<file>.log`, and
+    return at once: (process, log path). It trains in that process (seconds on small nets) and records the tests as
+    runs the dashboard's polls show live; the process goes on if the dashboard closes. `starter` is Popen-like."""
+    log_dir = Path(runs_dir) / "launched"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"lrfind-{Path(file).stem}.log"
+    with open(log_path, "w") as log:
+        process = starter(lrfind_command(file, runs_dir, overrides), stdout=log, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, env=_cli_env(), cwd=str(PROJECT_ROOT), start_new_session=True)
+    return process, log_path
+
+
+def lrfind_result(log_path) -> CommandResult:
+    """What a finished `mxdash lrfind --json` wrote: its JSON list of tests (run, optimizer, status, suggestion), or
+    the last lines of its error."""
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError as e:
+        return CommandResult(False, f"cannot read {log_path}: {e.strerror or e}", returncode=-1)
+    # the JSON list (indent=1: "[" on its own line) comes last; MXNet's log lines before it start with "[" too
+    start = text.rfind("\n[\n")
+    start = start + 1 if start >= 0 else (0 if text.startswith("[\n") else -1)
+    if start >= 0:
+        try:
+            tests = json.loads(text[start:])
+            return CommandResult(True, f"{len(tests)} LR range tests", {"tests": tests})
+        except ValueError:
+            pass
+    return CommandResult(False, _last_lines(text.strip() or "mxdash lrfind wrote nothing"), returncode=1)
+
+
 def resume_run(run_ids, runs_dir, timeout: float = 60.0, runner=subprocess.run) -> CommandResult:
     """`mxdash resume ID... --runs-dir DIR`: returns at once; the runs continue detached."""
     ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)

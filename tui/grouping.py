@@ -195,6 +195,7 @@ class PlotPlan:
     varying: list[str] = field(default_factory=list)
     title: str = ""  # which runs these are ("14 runs the filter shows", "3 selected")
     note: str = ""  # said on screen when the runs were capped
+    optimizer_colors: dict[str, int] = field(default_factory=dict)  # optimizer name -> its colour, whatever `g` says
 
 
 def plan_units(run_ids: Sequence[str], runs: dict, flats: dict, color_key: Optional[str], aggregate: bool,

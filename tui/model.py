@@ -12,6 +12,8 @@ Contract with the plot panes (tui/panes.py):
 - `DashboardModel.apply(rows, run_rows, removed, reset) -> Changes` (`.runs`: runs whose row changed, `.series`:
   runs that got new metric points, `.removed`: runs that disappeared from the store).
 - `DashboardModel.flat(run_id)`: the run's config flattened to dotted keys, cached until its row changes.
+- `DashboardModel.artifacts`: run id -> artifact key -> `tui.artifacts.ArtifactLog` (confusion matrices, boundary
+  frames, LR suggestions of the runs the views want); `experiments`: experiment id -> {name, file, created}.
 
 The poller hands each metric row over exactly once (it reads new rows by id and each run's history once), so the
 model does not deduplicate; `reset` drops every series first (the poller reads the wanted runs again).
@@ -25,6 +27,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tui.artifacts import ArtifactBatch, ArtifactLog, keep_for
 from tui.grouping import flat_of
 
 STEP, EPOCH, WALL, VALUE = range(4)
@@ -185,13 +188,14 @@ class Changes:
     runs: set[str] = field(default_factory=set)
     series: set[str] = field(default_factory=set)
     removed: set[str] = field(default_factory=set)
+    artifacts: set[str] = field(default_factory=set)  # runs that got (or lost) artifacts
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.series or self.removed)
+        return bool(self.runs or self.series or self.removed or self.artifacts)
 
     @property
     def all(self) -> set[str]:
-        return self.runs | self.series | self.removed
+        return self.runs | self.series | self.removed | self.artifacts
 
 
 class DashboardModel:
@@ -201,6 +205,8 @@ class DashboardModel:
         self.runs: dict[str, dict] = {}
         self.series: dict[str, dict[str, MetricSeries]] = {}
         self.points: int = 0  # metric points held, all runs
+        self.artifacts: dict[str, dict[str, ArtifactLog]] = {}
+        self.experiments: dict[str, dict] = {}
         self._flats: dict[str, tuple[dict, dict]] = {}  # run id -> (row it was made from, flat config)
 
     # -- queries --------------------------------------------------------------------------------------------------
@@ -228,6 +234,11 @@ class DashboardModel:
     def get_series(self, run_id: str, key: str) -> MetricSeries | None:
         return self.series.get(run_id, {}).get(key)
 
+    def latest_artifact(self, run_id: str, key: str):
+        """The newest `tui.artifacts.Artifact` of one key of a run the poller follows, or None."""
+        log = self.artifacts.get(run_id, {}).get(key)
+        return log.latest() if log is not None else None
+
     def flat(self, run_id: str) -> dict:
         """The run's resolved config as dotted keys (cached per row object: rows are replaced when they change)."""
         row = self.runs.get(run_id)
@@ -240,20 +251,28 @@ class DashboardModel:
 
     # -- updates --------------------------------------------------------------------------------------------------
     def apply(self, rows: MetricBatch | Sequence[Sequence] | None, run_rows: Iterable[Mapping] = (),
-              removed: Iterable[str] = (), reset: bool = False) -> Changes:
-        """Apply changed run rows, removed run ids and new metric rows (store tuples or a pre-grouped
-        `MetricBatch`). `reset` first drops every series (they are about to be read again)."""
+              removed: Iterable[str] = (), reset: bool = False, artifacts: ArtifactBatch | None = None,
+              experiments: Iterable[Mapping] = ()) -> Changes:
+        """Apply changed run rows, removed run ids, new metric rows (store tuples or a pre-grouped `MetricBatch`)
+        and new artifacts. `reset` first drops every series and artifact (they are about to be read again)."""
         changes = Changes()
         if reset:
             changes.series.update(self.series)
+            changes.artifacts.update(self.artifacts)
             self.series.clear()
+            self.artifacts.clear()
             self.points = 0
+        for experiment in experiments:
+            self.experiments[experiment["id"]] = dict(experiment)
         for run_id in removed:
+            self.artifacts.pop(run_id, None)
             if self.runs.pop(run_id, None) is not None or run_id in self.series:
                 dropped = self.series.pop(run_id, {})
                 self.points -= sum(len(s) for s in dropped.values())
                 self._flats.pop(run_id, None)
                 changes.removed.add(run_id)
+        if artifacts:
+            self._apply_artifacts(artifacts, changes)
         for row in run_rows:
             run_id = row["id"]
             row = dict(row)
@@ -274,3 +293,20 @@ class DashboardModel:
                 self.points += len(series) - before
                 changes.series.add(run_id)
         return changes
+
+    def _apply_artifacts(self, batch: ArtifactBatch, changes: Changes) -> None:
+        for run_id, key in batch.forgotten:
+            per_run = self.artifacts.get(run_id)
+            if per_run is not None and per_run.pop(key, None) is not None:
+                changes.artifacts.add(run_id)
+                if not per_run:
+                    del self.artifacts[run_id]
+        for (run_id, key), items in batch.items.items():
+            if run_id in changes.removed:
+                continue
+            per_run = self.artifacts.setdefault(run_id, {})
+            log = per_run.get(key)
+            if log is None:
+                log = per_run[key] = ArtifactLog(keep_for(key))
+            log.extend(items)
+            changes.artifacts.add(run_id)

@@ -9,6 +9,10 @@
 So a store of 10,000 runs and 1M metric rows costs one narrow scan of the runs table to paint, and only the rows
 of the runs on screen after that (reading every row first took 18 s before the first screen of runs was usable).
 
+Artifacts (confusion matrices, boundary frames, LR suggestions) of the wanted runs are read the same way, only new
+rows, for the keys the views want (`set_wanted(..., artifact_keys)`): tui/artifacts.py. Experiment rows (name and
+file, for the LR sweep the LR effects view plans) are read once per new experiment id.
+
 Ids must only grow for `id > tail` to see every row. When runs disappear (gc), a run is claimed again (resume
 deletes and re-records its rows past the checkpoint) or the largest id went down, a store without AUTOINCREMENT
 may hand out ids at or below the tail again: then the poller drops what it holds and reads the wanted runs again
@@ -29,6 +33,7 @@ from typing import Callable, Iterable
 
 from experiments.store import DB_NAME, Store, StoreError
 
+from tui.artifacts import ArtifactBatch, ArtifactReader
 from tui.model import MetricBatch
 
 FIRST_PAGE_RUNS = 100  # the first poll reads only the newest runs: a screenful paints before the whole table is read
@@ -52,6 +57,8 @@ class PollResult:
     batch: MetricBatch = field(default_factory=MetricBatch)
     reset: bool = False  # drop every series before applying the batch (they are read again)
     loaded: list[str] = field(default_factory=list)  # runs whose whole history is in this batch
+    artifacts: ArtifactBatch = field(default_factory=ArtifactBatch)
+    experiments: list[dict] = field(default_factory=list)  # experiment rows seen for the first time
     more: bool = False
     state: str = READY
     message: str | None = None  # why the store cannot be read, or a read error
@@ -80,6 +87,10 @@ class Poller:
         self.tail_id = 0  # every row with id <= tail of every loaded run has been read
         self.loaded: set[str] = set()  # runs whose history the model holds
         self.wanted: frozenset[str] = frozenset()
+        self.artifact_wants: dict[str, frozenset[str]] = {}  # artifact key -> the runs a view wants it of
+        self.artifacts = ArtifactReader()
+        self._experiments: set[str] = set()  # experiment ids whose row was read
+        self._artifacts_readable = True  # False for stores without artifacts (fakes; schema < 3): nothing to wait for
         self._signatures: dict[str, tuple] = {}
         self._claims: dict[str, tuple] = {}  # run id -> (created, started): a change means its rows were redone
         self._data_version: int | None = None  # caught up at this version: a poll may skip everything
@@ -96,10 +107,25 @@ class Poller:
         self._lock = threading.Lock()
 
     # -- what to read ---------------------------------------------------------------------------------------------
-    def set_wanted(self, run_ids: Iterable[str]) -> bool:
-        """The runs whose metrics the views need (any thread). True when some of them are not loaded yet."""
+    def set_wanted(self, run_ids: Iterable[str], artifacts: dict[str, Iterable[str]] | None = None) -> bool:
+        """The runs whose metrics the views need, and (when given) artifact key -> the runs whose artifacts of that
+        key they need (any thread). True when some of them are not read yet."""
         self.wanted = frozenset(run_ids)
-        return bool(self.wanted - self.loaded)
+        if artifacts is not None:
+            self.artifact_wants = {key: frozenset(ids) for key, ids in artifacts.items()}
+        return bool(self.wanted - self.loaded) or self.artifacts_pending
+
+    def _artifact_pairs(self) -> set[tuple[str, str]]:
+        """(run id, key) pairs to follow: of the runs read so far (the first paint of metrics comes first)."""
+        loaded = self.loaded
+        return {(rid, key) for key, ids in self.artifact_wants.items() for rid in ids if rid in loaded}
+
+    @property
+    def artifacts_pending(self) -> bool:
+        """Artifact reads to do: first reads left over, newly wanted pairs, or pairs no longer wanted to forget."""
+        if not self._artifacts_readable:
+            return False
+        return self.artifacts.pending or self.artifacts.to_do(self._artifact_pairs())
 
     @property
     def pending(self) -> list[str]:
@@ -210,7 +236,7 @@ class Poller:
         version = store.data_version()
         full = not self._read_once  # the first complete read (after the first page)
         if (version == self._data_version and not result.lost and not full and not self._tail_more
-                and not self.pending and not self._more_runs):
+                and not self.pending and not self._more_runs and not self.artifacts_pending):
             return result  # nobody committed anything and nothing new is wanted
         with store.read_snapshot():
             if version != self._runs_version or result.lost or full or self._more_runs:
@@ -226,6 +252,7 @@ class Poller:
             elif result.removed or redone or max_id < self.tail_id:
                 result.reset = True  # ids may be handed out again: read the wanted runs afresh
                 self.loaded.clear()
+                self.artifacts.reset()
                 self.tail_id = max_id
                 self._tail_more = False
             else:
@@ -235,7 +262,9 @@ class Poller:
                     self.tail_id = tail[-1][0]
                     rows = [row for row in tail if row[1] in self.loaded]
             rows += self._load_history(store, result)
-        result.more = self._tail_more or bool(self.pending) or self._more_runs
+            result.artifacts = self._read_artifacts(store)
+            result.experiments = self._new_experiments(store, result.run_rows)
+        result.more = self._tail_more or bool(self.pending) or self._more_runs or self.artifacts.pending
         if not result.more:
             self._data_version = version  # caught up: the next poll may skip when nothing changed
         if rows:
@@ -251,6 +280,25 @@ class Poller:
             self.loaded.add(run_id)
             result.loaded.append(run_id)
         return rows
+
+    def _read_artifacts(self, store) -> ArtifactBatch:
+        if not hasattr(store, "newest_artifacts"):
+            self._artifacts_readable = False
+            return ArtifactBatch()
+        try:
+            return self.artifacts.read(store, self._artifact_pairs())
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # a store older than the artifacts table (schema 3)
+                self._artifacts_readable = False
+                return ArtifactBatch()
+            raise
+
+    def _new_experiments(self, store, run_rows: list[dict]) -> list[dict]:
+        new = sorted({row.get("experiment_id") for row in run_rows} - self._experiments - {None})
+        if not new or not hasattr(store, "experiments_by_ids"):
+            return []
+        self._experiments.update(new)
+        return store.experiments_by_ids(new)
 
     def _changed_runs(self, store, version=None) -> tuple[list[dict], list[str], bool]:
         """Changed run rows, removed ids, and whether a loaded run was created or claimed again."""
@@ -297,6 +345,7 @@ class Poller:
 
     def _poll_generic(self, store, first: bool) -> PollResult:
         """Any object with list_runs() and metrics_since_all(after_id): whole rows compared, every metric read."""
+        self._artifacts_readable = False  # (no artifacts API)
         result = PollResult()
         runs = {run["id"]: run for run in store.list_runs()}
         result.removed = [rid for rid in self._signatures if rid not in runs]

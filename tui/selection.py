@@ -53,6 +53,8 @@ class PlotState:
         plan = plan_units(ids, model.runs, flats, self.color_key, self.aggregate, self.colors, self.hidden,
                           self.focus)
         plan.title = title
+        names = {flat.get("optimizer.name") for flat in flats.values()} - {None}
+        plan.optimizer_colors = dict(self.colors.assign("optimizer.name", names)) if names else {}
         if self.focus is not None and not any(unit.id == self.focus for unit in plan.units):
             self.focus = None
         self.plan = plan

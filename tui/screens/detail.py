@@ -1,5 +1,7 @@
-"""Run detail: overview (status, error and traceback, device, host, versions, git commit, metrics), the resolved
-config, the net summary (layers, output shapes, parameters) and the live log tail, in tabs."""
+"""Run detail: overview (status, error and traceback, device, host, versions, git commit, metrics, the detected
+events), the resolved config, the net summary (layers, output shapes, parameters), the latest confusion matrix with
+precision / recall / F1 per class (experiments/lesson_views.py, as `mxdash show` prints it) and the live log tail, in
+tabs."""
 from __future__ import annotations
 
 from rich.console import Group
@@ -13,8 +15,9 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 from textual.widgets import Log, Static, TabbedContent, TabPane
 
-from experiments.metrics import (DEAD_PREFIX, GRAD_NORM, LR, RUNNING, STALE, TRAIN_LOSS, VAL_ACC, VAL_LOSS,
-                                 display_status)
+from experiments.lesson_views import EVENT_STYLES, render_confusion
+from experiments.metrics import (ARTIFACT_CONFUSION, DEAD_PREFIX, GRAD_NORM, LR, RUNNING, STALE, TRAIN_LOSS, VAL_ACC,
+                                 VAL_LOSS, VAL_MACRO_F1, display_status)
 from experiments.report import (MISSING, flat_config, format_duration, format_number, format_percent, format_time,
                                 format_value, run_duration, sparkline)
 from tui.status import STALE_STYLE, status_text
@@ -27,7 +30,7 @@ LOG_POLL_S = 1.0
 MAX_LOG_LINES = 5000
 
 
-def overview(run: dict, model, now: float, width: int) -> Group:
+def overview(run: dict, model, now: float, width: int, events: list = ()) -> Group:
     title = Text.assemble((run["id"], "bold"), "  ", status_text(display_status(run, now)))
     if run.get("stop_requested") and run.get("status") == RUNNING:
         title.append("  (stop requested)", style="yellow")
@@ -73,7 +76,8 @@ def overview(run: dict, model, now: float, width: int) -> Group:
         problems.append(Text(f"diverged at step {run['diverged_step']}", style="bold dark_orange"))
     if run.get("error"):
         problems.append(Text.assemble(("error: ", "bold red"), (str(run["error"]), "red")))
-    parts = [title, *problems, info]  # problems first: visible without scrolling at 80x24
+    shown = events_text([e for e in events if e.kind != "diverged"])  # a divergence is a problem already
+    parts = [title, *problems, *([shown] if shown else []), info]  # problems first: visible at 80x24 too
     if run.get("traceback"):
         parts.extend([Text(""), Text(str(run["traceback"]).rstrip(), style="red")])
     curves = _curves(run["id"], model, max(10, width - 40))
@@ -84,7 +88,7 @@ def overview(run: dict, model, now: float, width: int) -> Group:
 
 def _curves(run_id: str, model, width: int) -> Table | None:
     series = model.series.get(run_id, {})
-    keys = [k for k in (TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, GRAD_NORM) if k in series]
+    keys = [k for k in (TRAIN_LOSS, VAL_LOSS, VAL_ACC, VAL_MACRO_F1, LR, GRAD_NORM) if k in series]
     keys += sorted(k for k in series if k.startswith(DEAD_PREFIX))
     if not keys:
         return None
@@ -97,6 +101,25 @@ def _curves(run_id: str, model, width: int) -> Table | None:
         table.add_row(key, sparkline(s.value, min(width, 60)),
                       f"last {format_number(s.last())}  ({len(s)} pts)" if len(s) else "no data")
     return table
+
+
+def confusion_body(model, run_id: str, width: int):
+    """The latest confusion matrix of the run as a heat table with precision / recall / F1 per class."""
+    found = model.latest_artifact(run_id, ARTIFACT_CONFUSION)
+    if found is None:
+        return Text("No confusion matrix for this run (yet): classifiers record one at every validation.",
+                    style="dim")
+    return render_confusion(found.payload, found.epoch, width)
+
+
+def events_text(events: list) -> Text | None:
+    if not events:
+        return None
+    text = Text("events", style="bold")
+    for event in events:
+        text.append("\n• ", style="dim")
+        text.append(event.text, style=EVENT_STYLES.get(event.kind, ""))
+    return text
 
 
 def config_table(config: dict) -> Table:
@@ -148,7 +171,7 @@ class RunDetailScreen(Screen):
         Binding("f", "toggle_follow", "Follow log"),
     ]
 
-    TABS = ("detail-overview", "detail-config", "detail-net", "detail-log")
+    TABS = ("detail-overview", "detail-config", "detail-net", "detail-confusion", "detail-log")
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -157,6 +180,9 @@ class RunDetailScreen(Screen):
         self.follow = True
         self._config_shown = None
         self._summary_shown = None
+        self._confusion_shown = None
+        self._events: list = []
+        self._events_key = None
 
     def compose(self) -> ComposeResult:
         yield TopBar(str(self.app.runs_dir), id="topbar")
@@ -170,6 +196,9 @@ class RunDetailScreen(Screen):
             with TabPane("Net", id="detail-net"):
                 with VerticalScroll():
                     yield Static("", id="detail-net-body")
+            with TabPane("Confusion", id="detail-confusion"):
+                with VerticalScroll():
+                    yield Static("", id="detail-confusion-body")
             with TabPane("Log", id="detail-log"):
                 yield Log(id="detail-log-body", max_lines=MAX_LOG_LINES, auto_scroll=True)
         yield CachedFooter()
@@ -192,13 +221,49 @@ class RunDetailScreen(Screen):
         if run is None:
             body.update(Text(f"run {self.run_id} is not in the store (deleted?)", style="red"))
             return
-        body.update(overview(run, self.app.model, self.app.clock(), self.app.size.width))
+        body.update(overview(run, self.app.model, self.app.clock(), self.app.size.width, self._events))
+        self._update_events(run)
+        confusion = self.app.model.latest_artifact(self.run_id, ARTIFACT_CONFUSION)
+        if confusion is not self._confusion_shown or self._confusion_shown is None:
+            self._confusion_shown = confusion
+            self.query_one("#detail-confusion-body", Static).update(
+                confusion_body(self.app.model, self.run_id, self.app.size.width - 4))
         if run.get("config") is not self._config_shown:
             self._config_shown = run.get("config")
             self.query_one("#detail-config-body", Static).update(config_table(run.get("config") or {}))
         if run.get("summary") is not self._summary_shown:
             self._summary_shown = run.get("summary")
             self.query_one("#detail-net-body", Static).update(net_table(row_json(run, "summary")))
+
+    def _update_events(self, run: dict) -> None:
+        """Detect the run's events in a thread (a 100k-point loss series takes ~20 ms to scan) when its series
+        changed; the overview shows them when they are back."""
+        series = self.app.model.series.get(self.run_id, {})
+        key = (id(run), tuple((k, s.version) for k, s in series.items()))
+        if key == self._events_key:
+            return
+        self._events_key = key
+        arrays = {k: {"step": s.step, "epoch": s.epoch, "value": s.value} for k, s in series.items()
+                  if k in (TRAIN_LOSS, VAL_LOSS) or k.startswith(DEAD_PREFIX)}
+        self._events_worker(dict(run), arrays)
+
+    @work(thread=True, exclusive=True, group="detail-events", exit_on_error=False)
+    def _events_worker(self, row: dict, arrays: dict) -> None:
+        from experiments.annotations import run_annotations
+        from tui.views.events import as_tuples
+
+        worker = get_current_worker()
+        events = run_annotations(row, {key: as_tuples(values) for key, values in arrays.items()})
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._show_events, events)
+
+    def _show_events(self, events: list) -> None:
+        if events != self._events and self.is_mounted:
+            self._events = events
+            run = self.app.model.runs.get(self.run_id)
+            if run is not None:
+                self.query_one("#detail-overview-body", Static).update(
+                    overview(run, self.app.model, self.app.clock(), self.app.size.width, events))
 
     @work(thread=True, exclusive=True, group="log-tail", exit_on_error=False)
     def _read_log(self) -> None:

@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 GROUP_NAMES = {"MxdashApp": "everywhere", "RunsTable": "runs table", "RunsView": "runs", "CurvesView": "curves",
                "LrEffectsView": "LR effects", "DeadReluView": "dead ReLUs", "CompareView": "compare",
-               "LaunchView": "launch", "RunDetailScreen": "run detail", "MainScreen": "screen"}
+               "LaunchView": "launch", "BoundaryView": "boundaries", "RunDetailScreen": "run detail", "MainScreen": "screen"}
 
 
 def key_name(binding: Binding) -> str:

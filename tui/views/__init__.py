@@ -1,7 +1,7 @@
 """The dashboard's views, one module each; `VIEWS` is the registry the main screen builds its tabs from.
 
-A new view (e.g. confusion matrices from an `artifacts` table) is one module with a widget class, plus one line
-here: (tab id, tab label, "module:Class", widget id). Plot views subclass `tui.views.base.PlotView` and get the
+A new view is one module with a widget class, plus one line here (tab id, tab label, "module:Class", widget id)
+and its tab key in tui/app.py's BINDINGS. Plot views subclass `tui.views.base.PlotView` and get the
 off-thread render, crosshair, zoom, legend and colour keys for free.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ VIEWS = (
     ViewSpec("dead", "4 Dead ReLUs", "tui.views.dead_relu:DeadReluView", "dead-pane", plot=True),
     ViewSpec("compare", "5 Compare", "tui.views.compare:CompareView", "compare-view"),
     ViewSpec("launch", "6 Launch", "tui.views.launch:LaunchView", "launch-view"),
+    ViewSpec("boundary", "7 Boundaries", "tui.views.boundary:BoundaryView", "boundary-pane", plot=True),
 )
 VIEW_BY_TAB = {view.tab: view for view in VIEWS}
 PLOT_TABS = tuple(view.tab for view in VIEWS if view.plot)

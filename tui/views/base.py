@@ -27,7 +27,7 @@ from tui.model import row_json
 from tui.plot import HINT_STYLE, blank_text, truncate
 
 ROW_FIELDS = ("status", "optimizer", "lr", "experiment_id", "diverged_step", "started", "best_val_loss", "val_loss",
-              "train_loss", "best_val_acc", "val_acc", "summary", "config")
+              "train_loss", "best_val_acc", "val_acc", "summary", "config", "kind", "step")
 NO_RUNS_HINT = "No runs to plot: select runs in the Runs tab (space), or widen the filter there (1)."
 ZOOM_FACTOR = 2.0
 MIN_ZOOM_SPAN = 1 / 64  # of the full x range
@@ -42,6 +42,7 @@ class RunData:
     id: str
     row: dict
     series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    artifacts: dict[str, list] = field(default_factory=dict)  # key -> tui.artifacts.Artifact list, oldest first
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ViewJob:
     color_key: str = ""
     crosshair: Optional[float] = None  # fraction of the shown x range, or None
     zoom: tuple[float, float] = (0.0, 1.0)  # the shown part of the full x range, as fractions
+    optimizer_colors: dict = field(default_factory=dict)  # optimizer name -> palette index (the same in every tab)
 
 
 def hint(width: int, height: int, message: str) -> Text:
@@ -168,6 +170,7 @@ class PlotView(PrerenderedStatic, can_focus=True):
         Binding("escape", "crosshair_off", "Crosshair off", show=False),
     ]
     METRIC_KEYS: tuple[str, ...] = ()  # series keys the view draws (prefixes end with "/")
+    ARTIFACT_KEYS: tuple[str, ...] = ()  # artifact keys it draws (the app asks the poller for them)
 
     class Rendered(Message):
         """A render worker finished: `text` for render number `generation`, and what `prerender` made of it."""
@@ -242,10 +245,13 @@ class PlotView(PrerenderedStatic, can_focus=True):
                                                        else run.get(name) for name in ROW_FIELDS))
             per_run = self.model.series.get(rid, {})
             data.append(tuple((key, _signature(per_run.get(key))) for key in self.wanted_keys(rid)))
+            logs = self.model.artifacts.get(rid, {})
+            data.append(tuple((key, id(logs[key]), logs[key].version) for key in self.ARTIFACT_KEYS if key in logs))
         size = self.content_size
         plan = tuple((u.id, tuple(u.run_ids), u.label, u.color, u.hidden, u.focused) for u in self.plan.units)
         return (plan, self.plan.title, self.plan.note, tuple(sorted(self.options().items())), self.crosshair,
-                self.zoom, (size.width, size.height), tuple(rows), tuple(data))
+                self.zoom, (size.width, size.height), tuple(rows), tuple(data),
+                tuple(sorted(self.plan.optimizer_colors.items())))
 
     def request_render(self) -> None:
         """Start a render if what the view would show changed. One at a time: a request during a render is served
@@ -261,7 +267,7 @@ class PlotView(PrerenderedStatic, can_focus=True):
             return
         self._last_key = key
         job = ViewJob(size.width, size.height, self.options(), self.snapshot(), self.plan.title, self.plan.note,
-                      self.plan.color_key, self.crosshair, self.zoom)
+                      self.plan.color_key, self.crosshair, self.zoom, dict(self.plan.optimizer_colors))
         self._generation += 1
         self.render_count += 1
         self._in_flight = True
@@ -283,6 +289,10 @@ class PlotView(PrerenderedStatic, can_focus=True):
                     if series is not None and len(series.value):
                         data.series[key] = {"step": series.step, "epoch": series.epoch, "wall": series.wall,
                                             "value": series.value}
+                logs = model.artifacts.get(rid, {})
+                for key in self.ARTIFACT_KEYS:
+                    if key in logs and logs[key].items:
+                        data.artifacts[key] = list(logs[key].items)  # a copy: the poll appends to the log
                 runs.append(data)
             if runs:
                 units.append(UnitData(unit.id, unit.label, unit.color, runs, unit.hidden, unit.focused))

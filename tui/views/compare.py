@@ -13,12 +13,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from experiments.metrics import DEAD_PREFIX, display_status
+from experiments.metrics import DEAD_PREFIX, VAL_MACRO_F1, display_status
 from experiments.report import (BEST_STYLE, MISSING, differing_config, format_duration, format_number,
                                 format_percent, run_duration)
 from tui.grouping import flat_of, varying_keys
 from tui.grouping import format_value as short_value
 from tui.status import status_text
+from tui.views.runs.columns import format_params, total_params
 
 MAX_COMPARE = 500  # columns; beyond this the view says how many were left out
 VALUE_WIDTH = 16
@@ -45,6 +46,12 @@ def compare_rows(model, runs: list[dict], now: float) -> list[tuple[str, list[Te
     rows.append(_metric_row("final train loss", [run.get("train_loss") for run in runs], format_number, min))
     rows.append(_metric_row("best val loss", [run.get("best_val_loss") for run in runs], format_number, min))
     rows.append(_metric_row("best val acc", [run.get("best_val_acc") for run in runs], format_percent, max))
+    f1 = [_last(model, run["id"], VAL_MACRO_F1) for run in runs]
+    if any(value is not None for value in f1):  # per-class F1 averaged: a class the net ignores pulls it down
+        rows.append(_metric_row("val macro F1", f1, lambda v: format_number(v, ".4f"), max))
+    params = [total_params(run) for run in runs]
+    if any(value is not None for value in params):
+        rows.append(("params", [Text(format_params(value)) for value in params]))
     dead = [final_dead(model, run["id"]) for run in runs]
     for key in sorted(set().union(*dead)):
         # fewer dead units is better: the lowest final fraction is highlighted
@@ -52,6 +59,11 @@ def compare_rows(model, runs: list[dict], now: float) -> list[tuple[str, list[Te
     rows.append(("steps", [Text(str(run.get("step") or 0)) for run in runs]))
     rows.append(("duration", [Text(format_duration(run_duration(run, now))) for run in runs]))
     return rows
+
+
+def _last(model, run_id: str, key: str) -> float | None:
+    series = model.series.get(run_id, {}).get(key)
+    return series.last() if series is not None else None
 
 
 def _metric_row(label: str, values: list, fmt, best) -> tuple[str, list[Text]]:
@@ -88,7 +100,7 @@ class CompareView(Vertical):
         # when nothing it shows changed (run rows are replaced, not mutated, on change; series count versions).
         key = (source, tuple((model.runs[run["id"]],
                               tuple((k, s.version) for k, s in model.series.get(run["id"], {}).items()
-                                    if k.startswith(DEAD_PREFIX)),
+                                    if k.startswith(DEAD_PREFIX) or k == VAL_MACRO_F1),
                               format_duration(run_duration(run, now)) if run.get("status") == "running" else None)
                              for run in runs[:MAX_COMPARE]), len(runs))
         if key == self._shown_key:

@@ -3,7 +3,8 @@ validation accuracy below, on a step, epoch or wall-time axis.
 
 The loss axis fits the readable part of the curves (`robust_top`: diverged runs at 1e10 would otherwise flatten
 every other curve on 0); diverged runs leave through the top edge and get a × where they diverged; `f` shows the
-full range. A crosshair (left/right) reads every shown run's value at one step; `[` / `]` zoom in and out.
+full range. A crosshair (left/right) reads every shown run's value at one step; `[` / `]` zoom in and out. Events
+(experiments/annotations.py: divergence, overfitting) are marked where they happened (×, ◆) and listed under the loss.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tui.plot import (Band, LegendEntry, Marker, PlotSeries, aggregate, color_of
 from tui.plot.text import Lines, TICK_STYLE, truncate
 from tui.views.base import (NO_RUNS_HINT, PlotView, UnitData, ViewJob, chance_loss, crosshair_x, format_reading,
                             hint, is_diverged, split_height, stack, zoomed)
+from tui.views.events import EVENT_MARK, Event, events_height, events_row, loss_events
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)  # `m` cycles through these; 0 = raw only
 X_AXES = ("step", "epoch", "wall")
@@ -109,6 +111,25 @@ def divergence_markers(unit: UnitData, axis: str, scale: float) -> list[Marker]:
     return markers
 
 
+def event_markers(unit: UnitData, events: list[Event], axis: str, scale: float) -> list[Marker]:
+    """A ◆ on the validation curve where an overfitting run's val loss was lowest (×: divergence_markers)."""
+    markers = []
+    for event in events:
+        step = event.annotation.step
+        if event.char != EVENT_MARK or step is None:
+            continue
+        for run in unit.runs:
+            arrays = run.series.get(VAL_LOSS)
+            if arrays is None or not len(arrays["step"]):
+                continue
+            at = int(np.searchsorted(arrays["step"], step))
+            if at < len(arrays["step"]) and arrays["step"][at] == step:
+                x = float(x_values(arrays, axis, scale)[at])
+                markers.append(Marker(x, float(arrays["value"][at]), EVENT_MARK, unit.color))
+                break
+    return markers
+
+
 def build_curves(job: ViewJob) -> Text:
     width, height, opts = job.width, job.height, job.options
     units = job.units
@@ -119,20 +140,26 @@ def build_curves(job: ViewJob) -> Text:
                                    "interval).")
     axis, smoothing, log_y, full = opts["x"], opts["smoothing"], opts["log_y"], opts["full_range"]
     readout_rows = 0 if job.crosshair is None else (3 if height >= 30 else 2 if height >= 16 else 1)
+    shown = [u for u in units if not u.hidden]
+    unit_events = {unit.id: [e for run in unit.runs for e in loss_events(run, unit.label, unit.color)]
+                   for unit in shown}
+    events = [event for found in unit_events.values() for event in found]
+    events_h = events_height(events, height, width)
     has_acc = any(VAL_ACC in r.series for u in units for r in u.runs)
-    loss_h, acc_h = split_height(height - readout_rows, 0.66, 6) if has_acc else (height - readout_rows, 0)
+    rest = height - readout_rows - events_h
+    loss_h, acc_h = split_height(rest, 0.66, 6) if has_acc else (rest, 0)
     scale, unit_name = wall_scale(job) if axis == "wall" else (1.0, "")
     x_label = f"wall ({unit_name})" if axis == "wall" else axis
     n_points = 4 * width  # two samples per braille pixel column
 
     series, bands, markers, readable, everything, mains = [], [], [], [], [], []
-    shown = [u for u in units if not u.hidden]
     for unit in shown:
         train = _unit_curve(unit, TRAIN_LOSS, axis, scale, smoothing, n_points)
         val = _unit_curve(unit, VAL_LOSS, axis, scale, 0.0, n_points, style="dashed", raw=False)
         series += train.series + val.series
         bands += train.bands
         markers += divergence_markers(unit, axis, scale)
+        markers += event_markers(unit, unit_events[unit.id], axis, scale)
         mains.append((unit, train.main))
         values = [s.y for s in train.series + val.series if not s.faint] + [b.hi for b in train.bands]
         everything += values
@@ -147,8 +174,10 @@ def build_curves(job: ViewJob) -> Text:
     entries = [LegendEntry("━", color_of(u.color, 0), u.label, u.focused, u.hidden) for u in units]
     if any(VAL_LOSS in r.series for u in shown for r in u.runs):
         entries.append(LegendEntry("╍", "grey70", "val"))
-    if markers:
+    if any(m.char == "×" for m in markers):
         entries.append(LegendEntry("×", "bold", "diverged"))
+    if any(m.char == EVENT_MARK for m in markers):
+        entries.append(LegendEntry(EVENT_MARK, "bold", "val loss lowest, then rising"))
     mode = [x_label, "log y" if log_y else "", f"ema {smoothing:g}" if smoothing > 0 else "raw",
             "full y" if full else "", "zoom" if job.zoom != (0.0, 1.0) else ""]
     title = "loss · " + (f"{job.title} · " if job.title else "") + " · ".join(m for m in mode if m)
@@ -157,6 +186,8 @@ def build_curves(job: ViewJob) -> Text:
                           min_gutter=STACKED_GUTTER)]
     if readout_rows:
         parts.append(readout(mains, vline, axis, width, readout_rows, job.note))
+    if events_h:
+        parts.append(events_row(events, width, events_h))
     if acc_h:
         acc = []
         for unit in shown:

@@ -4,6 +4,8 @@ With one run the line chart has a line per layer; with several, a line per run (
 the mean over its layers, named by its distinguishing config and coloured like everywhere else. Below, a layers x
 steps heatmap per run on a 9-level scale (0, 5%, 10%, 15%, 20%, 30%, 50%, 75%, 100%). For leaky ReLU layers nothing
 is ever exactly 0: the probe counts units stuck on the negative side for every sample, and the view says so.
+Events (experiments/annotations.py: "hidden0 passed 40% dead at step 40") are marked ◆ (on the layer's line with one
+run, at the top edge with several) and listed under the chart.
 """
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import numpy as np
 from rich.text import Text
 from textual.binding import Binding
 
+from experiments.annotations import DEAD_THRESHOLD
 from experiments.metrics import DEAD_PREFIX, dead_layer, is_dead_key
 from tui.model import row_json
-from tui.plot import (Band, LegendEntry, PlotSeries, aggregate, color_of, heatmap_key, render_chart,
+from tui.plot import (Band, LegendEntry, Marker, PlotSeries, aggregate, color_of, heatmap_key, render_chart,
                       render_heatmap)
+from tui.views.events import EVENT_MARK, dead_events, events_height, events_row
 from tui.views.base import NO_RUNS_HINT, PlotView, RunData, UnitData, ViewJob, crosshair_x, hint, split_height, \
     stack, zoomed
 
@@ -85,11 +89,18 @@ def build_dead(job: ViewJob) -> Text:
     shown_x = zoomed((float(steps.min()), float(max(steps.max(), steps.min() + 1))), job.zoom)
     label_width = min(max(len(_row_label(k, set())) for _, runs in probed for run in runs
                           for k in dead_layers(run)) + (len(" (stuck −)") if _any_leaky(probed) else 0), 22)
+    single = len(probed) == 1 and len(probed[0][1]) == 1
+    events = [event for unit, runs in probed for run in runs
+              for event in dead_events(run, "" if single else unit.label, unit.color)]
+    events_h = events_height(events, height, width)
     parts, used = [], 0
     if not opts["heatmaps_only"]:
-        lines_h = split_height(height, 0.45, 6)[0] if height >= 14 else height
-        parts.append(_dead_lines(job, probed, width, lines_h, shown_x, label_width + 1))
+        lines_h = split_height(height - events_h, 0.45, 6)[0] if height - events_h >= 14 else height - events_h
+        parts.append(_dead_lines(job, probed, width, lines_h, shown_x, label_width + 1, events))
         used = lines_h
+    if events_h:
+        parts.append(events_row(events, width, events_h))
+        used += events_h
     if used < height:
         caption = "dead" + (f" (leaky: {STUCK})" if _any_leaky(probed) else "")
         parts.append(heatmap_key(width, caption))
@@ -145,8 +156,8 @@ def _most_dead_first(items: list) -> list:
     return sorted(items, key=worst, reverse=True)
 
 
-def _dead_lines(job: ViewJob, probed: list, width: int, height: int, x_range, gutter: int) -> Text:
-    series, bands, entries = [], [], []
+def _dead_lines(job: ViewJob, probed: list, width: int, height: int, x_range, gutter: int, events=()) -> Text:
+    series, bands, entries, markers = [], [], [], []
     single = len(probed) == 1 and len(probed[0][1]) == 1
     if single:
         unit, (run,) = probed[0]
@@ -155,6 +166,12 @@ def _dead_lines(job: ViewJob, probed: list, width: int, height: int, x_range, gu
             arrays = run.series[key]
             series.append(PlotSeries(arrays["step"], arrays["value"], color=index, legend=False))
             entries.append(LegendEntry("━", color_of(index, index), _row_label(key, leaky)))
+            for event in events:  # on the layer's own line, in its colour
+                if event.annotation.key == key:
+                    at = int(np.searchsorted(arrays["step"], event.annotation.step))
+                    value = float(arrays["value"][min(at, len(arrays["value"]) - 1)])
+                    markers.append(Marker(float(event.annotation.step), value, EVENT_MARK, index))
+                    event.color = index
         title = f"dead ReLU fraction per layer · {unit.label}"
     else:
         for unit, runs in probed:
@@ -170,10 +187,14 @@ def _dead_lines(job: ViewJob, probed: list, width: int, height: int, x_range, gu
             entries.append(LegendEntry("━", color_of(unit.color, 0), unit.label + (f" ({STUCK})" if leaky else ""),
                                        unit.focused))
         title = "dead ReLU fraction, mean over layers" + (f" · {job.title}" if job.title else "")
+        # the line is a mean over layers: a layer's event goes on the top edge, at its step
+        markers = [Marker(float(e.annotation.step), float("inf"), EVENT_MARK, e.color) for e in events]
+    if markers:
+        entries.append(LegendEntry(EVENT_MARK, "bold", f"passed {DEAD_THRESHOLD:.0%} dead"))
     top = _top(series, bands)
     vline = crosshair_x(x_range, job.crosshair)
     return render_chart(series, width, height, title=title, x_label="step", y_range=(0.0, top), x_range=x_range,
-                        bands=bands, legend=entries, min_gutter=gutter, vline=vline)
+                        bands=bands, legend=entries, min_gutter=gutter, vline=vline, markers=markers)
 
 
 def _top(series: list[PlotSeries], bands: list[Band]) -> float:

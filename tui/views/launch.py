@@ -11,13 +11,8 @@ that text: what the preview shows is what `mxdash run` gets (a hand-written TOML
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
-import tomli_w
-
-from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -28,132 +23,16 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, ContentSwitcher, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
-from experiments.config import (BASE_DEFAULTS, OPTIMIZER_KEYS, ConfigError, apply_overrides, experiment_name,
-                                plan_runs, read_experiment_file)
+from experiments.config import (OPTIMIZER_KEYS, ConfigError, apply_overrides, experiment_name, plan_runs,
+                                read_experiment_file)
+from tui.cli_runner import CommandResult, launch_experiment, lrfind_result, start_lrfind
+from tui.views.launch_plan import (DEFAULT_LRS, display_path, experiment_files, form_to_toml, known_values,
+                                   parse_overrides, plan_text, render_preview)
+from tui.sweep import overrides_text
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib
-from experiments.report import differing_config, flat_config, format_value
-from tui.cli_runner import PROJECT_ROOT, CommandResult, launch_experiment
+__all__ = ["LaunchView", "experiment_files", "form_to_toml", "parse_overrides", "plan_text", "render_preview"]
 
 FORM_OPTION = "__form__"
-MAX_PREVIEW_RUNS = 12
-DEFAULT_LRS = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adam": 0.003, "rmsprop": 0.003,
-               "adagrad": 0.01, "adadelta": 1.0}
-
-
-def experiment_files(runs_dir: Path, experiments_dir: Path | None = None) -> list[Path]:
-    """Shipped experiment files, then the ones launched from the form before (newest last)."""
-    shipped = sorted(Path(experiments_dir or PROJECT_ROOT / "experiments").glob("*.toml"))
-    launched = sorted((Path(runs_dir) / "launched").glob("*.toml"), key=lambda p: p.stat().st_mtime) \
-        if (Path(runs_dir) / "launched").is_dir() else []
-    return shipped + launched
-
-
-def known_values(files: list[Path], section: str) -> list[str]:
-    """Names used for `section.name` in the given files (as a base value or on a grid axis), for suggestions."""
-    found = {str(BASE_DEFAULTS[section]["name"])}
-    for path in files:
-        try:
-            raw = read_experiment_file(path)
-        except ConfigError:
-            continue
-        name = raw.get(section, {}).get("name")
-        if isinstance(name, str):
-            found.add(name)
-        for axis, values in raw.get("grid", {}).items():
-            if axis == f"{section}.name":
-                found.update(v for v in values if isinstance(v, str))
-            elif axis == section:
-                found.update(v["name"] for v in values if isinstance(v, dict) and isinstance(v.get("name"), str))
-    return sorted(found)
-
-
-def parse_overrides(text: str) -> list[str]:
-    """`optimizer.lr=0.1 train.epochs=3` (shell-like quoting allowed) -> ["optimizer.lr=0.1", "train.epochs=3"]."""
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()
-
-
-def render_preview(raw: dict, runs: list[dict], name: str, source: str) -> Group:
-    """Name and description, run count, grid axes, base config and the first runs' differing keys."""
-    parts = []
-    title = Text()
-    title.append(name, style="bold")
-    title.append(f"  {len(runs)} run{'s' if len(runs) != 1 else ''}", style="bold cyan")
-    title.append(f"  {source}", style="dim")
-    parts.append(title)
-    description = raw.get("experiment", {}).get("description")
-    if description:
-        parts.append(Text(str(description), style="italic"))
-    grid = raw.get("grid", {})
-    if grid:
-        table = Table(title="grid axes", title_justify="left", box=None, padding=(0, 1), show_header=False)
-        table.add_column(style="bold")
-        table.add_column()
-        for axis, values in grid.items():
-            shown = ", ".join(_short(v) for v in values)
-            table.add_row(Text(axis), Text(f"{len(values)}: {shown}"))
-        parts.append(table)
-    base = Table(title="base config", title_justify="left", box=None, padding=(0, 1), show_header=False)
-    base.add_column(style="dim")
-    base.add_column()
-    for section, body in raw.items():
-        if section in ("grid", "experiment") or not isinstance(body, dict):
-            continue
-        for key, value in flat_config(body).items():
-            if f"{section}.{key}" in grid or section in grid and key in _section_axis_keys(grid[section]):
-                continue
-            base.add_row(Text(f"{section}.{key}"), Text(format_value(value)))
-    parts.append(base)
-    if len(runs) > 1:
-        differing = differing_config([{"config": run} for run in runs])
-        if differing:
-            table = Table(title="runs", title_justify="left", box=None, padding=(0, 1))
-            table.add_column("#", style="dim", justify="right")
-            for key, _values in differing:
-                table.add_column(Text(key))
-            for i in range(min(len(runs), MAX_PREVIEW_RUNS)):
-                table.add_row(str(i + 1), *(Text(format_value(values[i])) for _key, values in differing))
-            parts.append(table)
-            if len(runs) > MAX_PREVIEW_RUNS:
-                parts.append(Text(f"… and {len(runs) - MAX_PREVIEW_RUNS} more", style="dim"))
-    return Group(*parts)
-
-
-def _section_axis_keys(values) -> set[str]:
-    keys: set[str] = set()
-    for value in values if isinstance(values, list) else []:
-        if isinstance(value, dict):
-            keys.update(value)
-    return keys
-
-
-def _short(value) -> str:
-    if isinstance(value, dict):
-        return "{" + " ".join(f"{k}={format_value(v)}" for k, v in value.items()) + "}"
-    return format_value(value)
-
-
-FORM_HEADER = "# written by the mxdash dashboard (Launch form)\n"
-
-
-def form_to_toml(raw: dict) -> str:
-    """The experiment file for a form's raw dict (tomli-w: arrays of tables, quoted dotted keys, escapes)."""
-    return FORM_HEADER + tomli_w.dumps(raw)
-
-
-def plan_text(text: str, path: Path) -> tuple[dict, list[dict], str]:
-    """Parse `text` as the file `path` will hold and plan its runs: (raw, runs, name). Raises ConfigError."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:  # a bug in the form: say so like a bad file
-        raise ConfigError(path, "toml", f"invalid TOML: {e}") from None
-    return raw, plan_runs(raw, path), experiment_name(raw, path)
 
 
 class LaunchView(Horizontal):
@@ -161,13 +40,22 @@ class LaunchView(Horizontal):
 
     BINDINGS = [
         Binding("ctrl+l", "launch", "Launch", priority=True),
+        Binding("ctrl+t", "lrfind", "LR range test", priority=True),
         Binding("escape", "focus_files", "Back to list", show=False),
     ]
+    RANGE_TEST_CHECK_S = 1.0
 
     class Launched(Message):
         def __init__(self, result: CommandResult) -> None:
             super().__init__()
             self.result = result
+
+    class RangeTestDone(Message):
+        """`mxdash lrfind` ended: `result.payload["tests"]` lists its tests (run, optimizer, status, suggestion)."""
+
+        def __init__(self, result: CommandResult, path: Path) -> None:
+            super().__init__()
+            self.result, self.path = result, path
 
     def __init__(self, runs_dir, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -178,6 +66,7 @@ class LaunchView(Horizontal):
         self._form_text: str | None = None  # the file the form preview planned (written as is on launch)
         self._form_error = ""
         self.launching = False
+        self.range_test = None  # (process, log path, file) of the running `mxdash lrfind`
 
     def compose(self) -> ComposeResult:
         with Vertical(id="launch-left"):
@@ -192,7 +81,9 @@ class LaunchView(Horizontal):
                 with Horizontal(classes="launch-row"):
                     yield Label("--set", classes="form-label")
                     yield Input(placeholder="train.epochs=3 train.batch_size=128", id="launch-set")
-                yield Button("Launch (ctrl+l)", id="launch-file-button", variant="primary")
+                with Horizontal(classes="launch-buttons"):
+                    yield Button("Launch (ctrl+l)", id="launch-file-button", variant="primary")
+                    yield Button("LR range test (ctrl+t)", id="launch-lrfind-button")
                 yield Static("", id="launch-file-result", classes="launch-result")
             with VerticalScroll(id="launch-form"):
                 yield from self._compose_form()
@@ -228,6 +119,21 @@ class LaunchView(Horizontal):
 
     def on_mount(self) -> None:
         self.reload_files()
+        self.set_interval(self.RANGE_TEST_CHECK_S, self._check_range_test)
+
+    def show_file(self, path: Path, overrides: list[str] | None = None) -> None:
+        """Highlight `path` (listed first if it is not yet) with these `--set` items: its preview plans them."""
+        if overrides is not None:
+            self.query_one("#launch-set", Input).value = overrides_text(overrides)
+        options = self.query_one("#launch-files", OptionList)
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        if str(path) not in ids:
+            options.add_option(Option(Path(path).stem, id=str(path)))
+            ids.append(str(path))
+        options.highlighted = ids.index(str(path))
+        self.current = Path(path)
+        self.query_one(ContentSwitcher).current = "launch-file"
+        self.update_file_preview()
 
     def reload_files(self) -> None:
         self.files = self.app.experiment_files()
@@ -283,7 +189,7 @@ class LaunchView(Horizontal):
             preview.update(Text(str(e), style="red"))
             return
         self._planned = (raw, runs, name)
-        preview.update(render_preview(raw, runs, name, _display_path(self.current)))
+        preview.update(render_preview(raw, runs, name, display_path(self.current)))
 
     def form_raw(self) -> tuple[dict, str]:
         """The experiment the form describes (raw TOML dict) and its file name stem. Raises ConfigError."""
@@ -333,7 +239,7 @@ class LaunchView(Horizontal):
             preview.update(Text(self._form_error, style="red"))
             return
         raw, runs, name = self._planned
-        preview.update(render_preview(raw, runs, name, f"→ {_display_path(self.form_path(name))}"))
+        preview.update(render_preview(raw, runs, name, f"→ {display_path(self.form_path(name))}"))
 
     def form_path(self, name: str) -> Path:
         return self.runs_dir / "launched" / f"{name}.toml"
@@ -345,6 +251,10 @@ class LaunchView(Horizontal):
     @on(Button.Pressed, "#launch-file-button, #launch-form-button")
     def _button(self) -> None:
         self.action_launch()
+
+    @on(Button.Pressed, "#launch-lrfind-button")
+    def _lrfind_button(self) -> None:
+        self.action_lrfind()
 
     def action_launch(self) -> None:
         if self.launching:
@@ -369,7 +279,7 @@ class LaunchView(Horizontal):
             result.update(Text(str(e), style="red"))
             return
         self.launching = True
-        result.update(Text(f"launching {_display_path(path)} …", style="yellow"))
+        result.update(Text(f"launching {display_path(path)} …", style="yellow"))
         self._launch(path, text, int(parallel) if parallel else None, overrides, result_box)
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
@@ -402,12 +312,48 @@ class LaunchView(Horizontal):
         self.reload_files()
         self.post_message(self.Launched(result))
 
-
-def _display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    # -- LR range test (`mxdash lrfind FILE` in its own process) ------------------------------------------------
+    def action_lrfind(self) -> None:
+        result = self.query_one("#launch-file-result", Static)
+        if self.current is None:
+            self.app.notify("select an experiment file first: the LR range test runs one test per optimizer of "
+                            "its grid", severity="warning")
+            return
+        if self.range_test is not None:
+            self.app.notify("an LR range test is running already", severity="warning")
+            return
+        path = self.current
         try:
-            return str(path.resolve().relative_to(PROJECT_ROOT))
-        except ValueError:
-            return str(path)
+            overrides = parse_overrides(self.query_one("#launch-set", Input).value)
+            plan_runs(apply_overrides(read_experiment_file(path), overrides, path), path)
+        except ConfigError as e:
+            result.update(Text(str(e), style="red"))
+            return
+        try:
+            process, log_path = start_lrfind(path, self.runs_dir, overrides, starter=self.app.process_starter)
+        except OSError as e:
+            result.update(Text(f"cannot start mxdash lrfind: {e.strerror or e}", style="red"))
+            return
+        self.range_test = (process, log_path, path)
+        self.app.notify(f"LR range test of {path.name} started: its runs show in Runs as they train; 3 (LR effects) "
+                        "draws them", title="LR range test", timeout=6)
+        result.update(Text(f"LR range test of {display_path(path)} running (one test per optimizer; the runs show "
+                           f"as they train) · log {display_path(log_path)}", style="yellow"))
+
+    def _check_range_test(self) -> None:
+        if self.range_test is None:
+            return
+        process, log_path, path = self.range_test
+        if process.poll() is None:
+            return
+        self.range_test = None
+        outcome = lrfind_result(log_path)
+        box = self.query_one("#launch-file-result", Static)
+        if outcome.ok:
+            found = [f"{t['optimizer']} {t['suggestion']['lr']:.3g}" for t in outcome.payload["tests"]
+                     if (t.get("suggestion") or {}).get("lr") is not None]
+            box.update(Text("LR range test done: " + (", ".join(found) or "no suggestion") +
+                            " · 3: LR effects (w there: sweep around them)", style="green"))
+        else:
+            box.update(Text(outcome.message, style="red"))
+        self.post_message(self.RangeTestDone(outcome, path))

@@ -1,5 +1,7 @@
 """LR effects: best (solid) and final (dashed) metric against the learning rate, one line per optimizer (more
-exactly: per combination of everything that differs except the LR and the seeds).
+exactly: per combination of everything that differs except the LR and the seeds); above it, when LR range tests are
+among the shown runs, their smoothed loss against the LR with each optimizer's suggestion marked (tui/views/lr_range,
+where `w` plans the sweep around the suggestions); under both, the events ("best LR 0.01 (adam)").
 
 Runs with the same line and LR (several seeds, or two sweeps of one grid) are aggregated: the line goes through
 their mean, a band spans their min-max. Every measured LR has a marker; each line's best LR is labelled with its
@@ -15,13 +17,18 @@ from typing import Optional
 import numpy as np
 from rich.text import Text
 from textual.binding import Binding
+from textual.message import Message
 
-from experiments.metrics import LR
+from experiments.annotations import BEST_LR, Annotation, format_lr
+from experiments.metrics import ARTIFACT_LR_SUGGESTION, LR
 from tui.grouping import describe, flat_of, format_value, is_seed_key, varying_keys
 from tui.plot import Band, LegendEntry, Marker, PlotSeries, color_of, finite_part, render_chart, robust_top
 from tui.plot.text import Lines, TICK_STYLE, truncate
 from tui.views.base import (NO_RUNS_HINT, PlotView, ViewJob, chance_loss, crosshair_x, format_reading, hint,
                             is_diverged, split_height, stack, zoomed)
+from tui.views.events import Event, events_height, events_row
+from tui.views.lr_range import (RANGE_TEST_KEYS, is_range_test, range_chart, range_curves, range_readout,
+                                range_x_extent, suggestion_events)
 
 LR_METRICS = ("val loss", "train loss", "val acc")
 METRIC_FIELDS = {"val loss": ("best_val_loss", "val_loss"), "train loss": (None, "train_loss"),
@@ -51,7 +58,7 @@ class LrLine:
 
 def lr_lines(job: ViewJob, metric: str) -> list[LrLine]:
     best_key, final_key = METRIC_FIELDS[metric]
-    runs = [(unit, run) for unit in job.units if not unit.hidden for run in unit.runs]
+    runs = [(unit, run) for unit in job.units if not unit.hidden for run in unit.runs if not is_range_test(run.row)]
     flats = [flat_of(run.row) for _, run in runs]
     naming = [k for k in varying_keys(flats) if k != LR_KEY and not is_seed_key(k)]
     grouped: dict[str, dict] = {}
@@ -123,10 +130,38 @@ def build_lr(job: ViewJob) -> Text:
         return hint(width, height, NO_RUNS_HINT)
     metric = opts["metric"]
     lines = lr_lines(job, metric)
+    curves = [curve for curve in range_curves(job) if curve.lr.size]
     distinct = {float(lr) for line in lines for lr in line.lrs} | {lr for line in lines for lr, _ in line.diverged}
-    if len(distinct) < 2:
-        return hint(width, height, "No LR axis: these runs share one learning rate (filter or select an LR sweep).")
+    sweep = len(distinct) >= 2
+    if not sweep and not curves:
+        return hint(width, height, "No LR axis: these runs share one learning rate (filter or select an LR sweep, or "
+                                   "run an LR range test: ctrl+t in the Launch view).")
+    events = suggestion_events(curves) + (best_lr_events(lines, metric) if sweep else [])
+    events_h = events_height(events, height, width, labels=False)
     readout_rows = 0 if job.crosshair is None else (2 if height >= 16 else 1)
+    body = height - events_h
+    range_h, sweep_h = (split_height(body, 0.55, 8) if curves and sweep else (body, 0) if curves else (0, body))
+    parts = []
+    if range_h:
+        full_x = range_x_extent(curves)
+        shown_x = zoomed(full_x, job.zoom, log=True)
+        cursor = crosshair_x(shown_x, job.crosshair, log=True)
+        rows = readout_rows if not sweep_h else 0
+        title = job.title + (" · w: sweep around the suggestions" if any(c.suggested for c in curves) else "")
+        parts.append(range_chart(curves, width, range_h - rows, opts["log_y"], opts["full_range"], title, shown_x,
+                                 cursor))
+        if rows:
+            parts.append(range_readout(curves, cursor, width, rows))
+    if sweep_h:
+        parts.append(_sweep_part(job, lines, distinct, metric, width, sweep_h, readout_rows))
+    if events_h:
+        parts.append(events_row(events, width, events_h, with_labels=False))
+    return stack(parts, width, height)
+
+
+def _sweep_part(job: ViewJob, lines: list[LrLine], distinct: set[float], metric: str, width: int, height: int,
+                readout_rows: int) -> Text:
+    opts = job.options
     schedule = schedule_varies(job)
     top_h, schedule_h = split_height(height - readout_rows, 0.6, 6) if schedule else (height - readout_rows, 0)
     full_x = (min(distinct), max(distinct))
@@ -140,6 +175,23 @@ def build_lr(job: ViewJob) -> Text:
     if schedule_h:
         parts.append(_schedule_chart(job, width, schedule_h))
     return stack(parts, width, height)
+
+
+def best_lr_events(lines: list[LrLine], metric: str) -> list[Event]:
+    """Each line's best LR as an event ("best LR 0.01 (adam)", experiments/annotations.py's words), by the metric
+    the chart shows."""
+    events = []
+    for index, line in enumerate(lines):
+        main = line.solid()
+        finite = np.isfinite(main)
+        if not finite.any():
+            continue
+        pick = int(np.nanargmax(np.where(finite, main, -np.inf)) if metric == "val acc"
+                   else np.nanargmin(np.where(finite, main, np.inf)))
+        lr = float(line.lrs[pick])
+        text = f"best LR {format_lr(lr)} ({line.label}, by {metric})"
+        events.append(Event(Annotation(BEST_LR, text, LR, lr=lr), "", color_of(line.color, index), "●"))
+    return events
 
 
 def _snap(x: Optional[float], lrs: set[float]) -> Optional[float]:
@@ -245,8 +297,17 @@ class LrEffectsView(PlotView):
         Binding("y", "cycle_metric", "Y metric"),
         Binding("l", "toggle_log_y", "Log y"),
         Binding("f", "toggle_full_range", "Full y range"),
+        Binding("w", "sweep", "Sweep around suggestions"),
     ]
     METRIC_KEYS = (LR,)
+    ARTIFACT_KEYS = (ARTIFACT_LR_SUGGESTION,)
+
+    class SweepRequested(Message):
+        """Plan a sweep around the suggested LRs of these range tests (the app opens the Launch view with it)."""
+
+        def __init__(self, run_ids: list[str]) -> None:
+            super().__init__()
+            self.run_ids = run_ids
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -259,6 +320,22 @@ class LrEffectsView(PlotView):
 
     def build(self, job: ViewJob) -> Text:
         return build_lr(job)
+
+    def wanted_keys(self, run_id: str) -> list[str]:
+        """A range test draws its smoothed loss against its LR; a training run only its applied LR (schedules)."""
+        run = self.model.runs.get(run_id) if self.model is not None else None
+        present = self.model.series.get(run_id, {}) if self.model is not None else {}
+        keys = RANGE_TEST_KEYS if run is not None and is_range_test(run) else self.METRIC_KEYS
+        return [key for key in keys if key in present]
+
+    def action_sweep(self) -> None:
+        tests = [rid for unit in self.plan.units if not unit.hidden for rid in unit.run_ids
+                 if self.model is not None and is_range_test(self.model.runs.get(rid, {}))]
+        if not tests:
+            self.app.notify("no LR range test among the plotted runs: start one with ctrl+t in the Launch view "
+                            "(6), or `mxdash lrfind FILE`", severity="warning", timeout=6)
+            return
+        self.post_message(self.SweepRequested(tests))
 
     def action_cycle_metric(self) -> None:
         self.metric = LR_METRICS[(LR_METRICS.index(self.metric) + 1) % len(LR_METRICS)]

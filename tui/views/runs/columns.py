@@ -8,7 +8,8 @@ from typing import Callable, Iterable, Sequence
 
 from rich.text import Text
 
-from experiments.metrics import COMPLETED, DIVERGED, FAILED, LOST, QUEUED, RUNNING, STALE, STOPPED, display_status
+from experiments.metrics import (COMPLETED, DIVERGED, FAILED, LOST, LRFIND_KIND, QUEUED, RUNNING, STALE, STOPPED,
+                                 display_status)
 from experiments.report import MISSING
 from tui.grouping import format_value, is_ignored, short_name, varying_keys
 from tui.status import status_style
@@ -17,7 +18,8 @@ NARROW_WIDTH = 100  # below this terminal width some columns get narrower
 # Columns kept when the terminal is too narrow for all, most important first (the table shows them in display
 # order). "cfg1" is the first config column (the grid key that tells the shown runs apart, e.g. the activation),
 # "cfg" the others.
-PRIORITY = ("sel", "run", "status", "cfg1", "opt", "lr", "epoch", "loss", "acc", "cfg", "age", "net", "sps", "exp")
+PRIORITY = ("sel", "run", "status", "cfg1", "opt", "lr", "epoch", "loss", "acc", "cfg", "age", "params", "net", "sps",
+            "exp")
 COVERED_KEYS = {"optimizer.name", "optimizer.lr", "net.name"}  # fixed columns show them already
 MAX_CONFIG_COLUMNS = 4
 CONFIG_PREFIX = "cfg:"
@@ -55,6 +57,27 @@ def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def total_params(run: dict) -> int | None:
+    """The net's weights count: the store's `total_params` column (json_extract of the summary), else the summary
+    itself when it is decoded already (stores fed by tests)."""
+    value = run.get("total_params")
+    if value is None and isinstance(run.get("summary"), dict):
+        value = run["summary"].get("total_params")
+    return value if isinstance(value, int) else None
+
+
+def format_params(count: int | None) -> str:
+    """`8,970`, `99,999`, then `124k`, `4.95M`: exact while it fits the column."""
+    if count is None:
+        return MISSING
+    if count < 100_000:
+        return f"{count:,}"
+    for unit, size in (("G", 10 ** 9), ("M", 10 ** 6), ("k", 10 ** 3)):
+        if count >= size:
+            return f"{count / size:.3g}{unit}"
+    return str(count)
+
+
 COLUMNS = (
     Column("sel", " ", 1, lambda r, now: 0, sortable=False),
     Column("exp", "experiment", 16, lambda r, now: (r.get("experiment_id") or "", r.get("idx") or 0)),
@@ -68,6 +91,7 @@ COLUMNS = (
     Column("loss", "loss", 7, lambda r, now: _finite(r.get("train_loss")), justify="right"),
     Column("acc", "best acc", 8, lambda r, now: _finite(r.get("best_val_acc")), justify="right"),
     Column("sps", "samp/s", 7, lambda r, now: _finite(r.get("samples_per_s")), justify="right"),
+    Column("params", "params", 6, lambda r, now: total_params(r), justify="right"),
     Column("age", "age", 7, lambda r, now: -(r.get("created") or 0.0), justify="right"),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
@@ -206,8 +230,12 @@ def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths
             cells.append(Text(_num(run.get("lr"), ".3g"), justify="right"))
         elif key == "status":
             cells.append(Text(status, style=status_style(status)))
+        elif key == "epoch" and run.get("kind") == LRFIND_KIND:  # an LR range test counts steps, not epochs
+            cells.append(Text(f"{run.get('step') or 0} st"))
         elif key == "epoch":
             cells.append(progress_cell(run, widths["epoch"], status))
+        elif key == "loss" and run.get("kind") == LRFIND_KIND:  # its last loss is the blow-up that ended it
+            cells.append(Text(MISSING, justify="right"))
         elif key == "loss":
             loss = run.get("train_loss")
             style = "dark_orange" if isinstance(loss, float) and not math.isfinite(loss) else ""
@@ -219,6 +247,8 @@ def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths
                               justify="right"))
         elif key == "sps":
             cells.append(Text(_num(run.get("samples_per_s"), ",.0f"), justify="right"))
+        elif key == "params":
+            cells.append(Text(format_params(total_params(run)), justify="right"))
         elif key == "age":
             cells.append(age_cell(run, now))
     return cells
