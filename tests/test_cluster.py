@@ -171,7 +171,7 @@ def test_killing_a_node_marks_its_run_lost_and_resume_finishes_it_on_another_nod
     cluster.wait_for_nodes()
     runs_dir = tmp_path / "runs"
     # one run per node (3 nodes, 1 CPU each)
-    path = experiment(tmp_path, "kill", epochs=40, batch_size=32, grid='"optimizer.lr" = [0.01, 0.02, 0.03]')
+    path = experiment(tmp_path, "kill", epochs=200, batch_size=32, grid='"optimizer.lr" = [0.01, 0.02, 0.03]')
     result = cli("run", path, "--cluster", "ray", "--address", cluster.address, "--detach", "--json",
                  "--runs-dir", runs_dir)
     assert result.returncode == 0, result.stderr
@@ -181,11 +181,13 @@ def test_killing_a_node_marks_its_run_lost_and_resume_finishes_it_on_another_nod
     def on_victim():
         for run_id in run_ids:
             run = store.get_run(run_id)
-            # past epoch 2: the checkpoint of epoch 1 was shipped to the head with a later metric batch
-            if run["node"] and run_node(run) == victim.node_id[:8] and (run["epoch"] or 0) >= 2:
+            # a checkpoint of the victim's run has been shipped to the head (epoch checkpoints are at most every 2 s,
+            # so wait on the file, not on an epoch count)
+            if run["status"] == "running" and run["node"] and run_node(run) == victim.node_id[:8] \
+                    and run["checkpoint_step"] \
+                    and (store.run_dir(run_id) / "checkpoint.json").exists():
                 return run_id
-    victim_run = wait_for(on_victim, 120)
-    assert (store.run_dir(victim_run) / "checkpoint.json").exists()
+    victim_run = wait_for(on_victim, 120)  # (200 epochs: a run lasts several checkpoint intervals of 2 s)
     cluster.remove_node(victim, allow_graceful=False)  # kill the node: raylet and its workers
 
     lost = wait_for(lambda: (r := store.get_run(victim_run))["status"] == "lost" and r, 60)

@@ -225,20 +225,35 @@ def small_tmpfs(tmp_path):
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()})")
+    # the filler exists before anything runs: creating it once the disk is already (nearly) full can itself fail
+    # with ENOSPC (seen in CI), and appending to an existing file needs no new inode
+    (mount / "filler").touch()
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def fill(path: Path) -> Path:
     filler = path / "filler"
-    with open(filler, "wb") as f:
+    before = subprocess.run(["du", "-ak", str(path)], capture_output=True, text=True).stdout
+    with open(filler, "ab") as f:
         try:
             while True:
                 f.write(b"\0" * (1 << 16))
                 f.flush()
         except OSError:
             pass
+    # the test frees the disk by deleting the filler: it must be what filled it
+    assert filler.stat().st_size > (8 << 20), f"the disk was already full before the filler:\n{before}"
     return filler
+
+
+def wait_or_explain(predicate, timeout, runs_dir, what):
+    try:
+        return wait_for(predicate, timeout, 0.5, what=what)
+    except AssertionError as timed_out:
+        logs = "".join(p.read_text()[-3000:] for p in (runs_dir / "_scheduler").glob("*.log"))
+        statuses = {r["id"]: (r["status"], r.get("step"), r.get("error")) for r in ls(runs_dir)}
+        raise AssertionError(f"{timed_out}\nruns: {statuses}\nscheduler log tail:\n{logs}") from None
 
 
 def test_disk_full_is_survived_and_resume_finishes_everything_after_space_is_freed(tmp_path, small_tmpfs):
@@ -265,8 +280,8 @@ def test_disk_full_is_survived_and_resume_finishes_everything_after_space_is_fre
     assert leftovers == []
 
     filler.unlink()
-    wait_for(lambda: all(r["status"] == "completed" for r in ls(runs_dir) if r["id"] != first), 300, 0.5,
-             what="the queue after space was freed")
+    wait_or_explain(lambda: all(r["status"] == "completed" for r in ls(runs_dir) if r["id"] != first), 600,
+                    runs_dir, "the queue after space was freed")
     result = cli("resume", "full-1", "--wait", "--runs-dir", runs_dir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {r["status"] for r in ls(runs_dir)} == {"completed"}
