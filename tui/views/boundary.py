@@ -121,9 +121,25 @@ def render_map(payload: dict, points: Optional[dict], cols: int, rows: int) -> l
 
 
 def map_title(label: str, run: RunData, frame, width: int) -> Text:
+    """`hidden=2 relu · step 300 · acc 47.0%`, shortened to fit a narrow map so that the accuracy stays: without the
+    step, then `hidden=2 relu 47%`, then `h=2 relu 47%`, then the accuracy first."""
     acc = run.row.get("val_acc")
-    text = f"{label} · step {frame.step}" + (f" · acc {100 * acc:.1f}%" if isinstance(acc, float) else "")
-    return Text(truncate(text, width), style=TITLE_STYLE, no_wrap=True, overflow="crop", end="")
+    if not isinstance(acc, float):
+        return _title_text(truncate(f"{label} · step {frame.step}", width))
+    candidates = (f"{label} · step {frame.step} · acc {100 * acc:.1f}%", f"{label} · acc {100 * acc:.1f}%",
+                  f"{label} {100 * acc:.0f}%", f"{short_label(label)} {100 * acc:.0f}%")
+    text = next((c for c in candidates if len(c) <= width), truncate(f"{100 * acc:.0f}% {short_label(label)}", width))
+    return _title_text(text)
+
+
+def short_label(label: str) -> str:
+    """`hidden=2 relu` -> `h=2 relu`: each `key=value` by the key's first letter."""
+    return " ".join(f"{part.split('=', 1)[0][:1]}={part.split('=', 1)[1]}" if "=" in part else part
+                    for part in label.split())
+
+
+def _title_text(text: str) -> Text:
+    return Text(text, style=TITLE_STYLE, no_wrap=True, overflow="crop", end="")
 
 
 def build_boundaries(job: ViewJob) -> Text:

@@ -61,6 +61,16 @@ def compare_rows(model, runs: list[dict], now: float) -> list[tuple[str, list[Te
     return rows
 
 
+def compare_title(source: str, count: int) -> str:
+    """What is compared, said once: the plots' own title of the runs ("4 runs the filter shows", "first 500 of 900
+    runs selected (…)"), whose selection form "3 selected" gets its noun here ("3 selected runs")."""
+    if not source:
+        return f"{count} run{'s' * (count != 1)}"
+    if source.endswith(" selected"):
+        return f"{source} run{'s' * (source != '1 selected')}"
+    return source
+
+
 def _last(model, run_id: str, key: str) -> float | None:
     series = model.series.get(run_id, {}).get(key)
     return series.last() if series is not None else None
@@ -116,8 +126,7 @@ class CompareView(Vertical):
             return
         shown = runs[:MAX_COMPARE]
         text = Text()
-        text.append(f"{len(runs)} runs", style="bold")
-        text.append(f"  {source}", style="dim")
+        text.append(compare_title(source, len(runs)), style="bold")
         text.append("  ←→ move across runs", style="dim")
         if len(runs) > len(shown):
             text.append(f"  showing the first {len(shown)}: select fewer to see the others", style="yellow")
@@ -135,4 +144,4 @@ class CompareView(Vertical):
             table.add_row(Text(label, style="bold"), *cells)
 
 
-__all__ = ["CompareView", "compare_rows", "MISSING"]
+__all__ = ["CompareView", "compare_rows", "compare_title", "MISSING"]

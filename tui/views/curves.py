@@ -18,9 +18,10 @@ from textual.binding import Binding
 from experiments.metrics import TRAIN_LOSS, VAL_ACC, VAL_LOSS
 from tui.plot import (Band, LegendEntry, Marker, PlotSeries, aggregate, color_of, finite_part, render_chart,
                       robust_top, smooth_for_display, value_at)
-from tui.plot.text import Lines, TICK_STYLE, truncate
+from tui.plot.text import Lines
 from tui.views.base import (NO_RUNS_HINT, PlotView, UnitData, ViewJob, chance_loss, crosshair_x, format_reading,
                             hint, is_diverged, split_height, stack, zoomed)
+from tui.views.readout import Reading, crosshair_readout
 from tui.views.events import EVENT_MARK, Event, events_height, events_row, loss_events
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)  # `m` cycles through these; 0 = raw only
@@ -226,27 +227,16 @@ def _robust_range(values: list[np.ndarray], chance: Optional[float], log_y: bool
 
 def readout(mains: list, x: Optional[float], axis: str, width: int, rows: int, note: str = "") -> Text:
     """The crosshair readout: `step 420 │ ━ adam lr=0.01 0.0587  ━ sgd lr=0.1 0.43 …`, lowest value first."""
-    lines = Lines(width, rows)
     if x is None:
-        return lines.to_text()
+        return Lines(width, rows).to_text()
     readings = []
     for unit, main in mains:
         value = value_at(*main, x) if main is not None else None
         readings.append((math.inf if value is None else value, unit, value))
     readings.sort(key=lambda item: item[0])
     where = f"{x:.0f}" if axis == "step" else f"{x:.4g}"
-    col = lines.write(0, 0, f"{axis} {where} │", TICK_STYLE) + 1
-    row = 0
-    for index, (_, unit, value) in enumerate(readings):
-        text = f"{truncate(unit.label, max(8, width // 3))} {format_reading(value)}"
-        if col + len(text) + 2 > width and col > 0:
-            row, col = row + 1, 0
-        if row >= rows:
-            lines.write(rows - 1, max(0, width - 6), f" +{len(readings) - index}", TICK_STYLE)
-            break
-        col = lines.write(row, col, "━", color_of(unit.color, 0)) + 1
-        col = lines.write(row, col, text, "reverse" if unit.focused else None) + 2
-    return lines.to_text()
+    return crosshair_readout(f"{axis} {where}", [Reading(unit.label, unit.color, format_reading(value), unit.focused)
+                                                 for _, unit, value in readings], width, rows)
 
 
 class CurvesView(PlotView):

@@ -5,7 +5,9 @@ the mean over its layers, named by its distinguishing config and coloured like e
 steps heatmap per run on a 9-level scale (0, 5%, 10%, 15%, 20%, 30%, 50%, 75%, 100%). For leaky ReLU layers nothing
 is ever exactly 0: the probe counts units stuck on the negative side for every sample, and the view says so.
 Events (experiments/annotations.py: "hidden0 passed 40% dead at step 40") are marked ◆ (on the layer's line with one
-run, at the top edge with several) and listed under the chart.
+run, at the top edge with several) and listed under the chart. The crosshair (left/right) reads, at the probe under
+it, every shown run's layers as percentages ("step 150 │ ━ relu lr=0.2 hidden0 46.9% hidden1 3.1%"), as Curves reads
+its losses.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from experiments.annotations import DEAD_THRESHOLD
 from experiments.metrics import DEAD_PREFIX, dead_layer, is_dead_key
 from tui.model import row_json
 from tui.plot import (Band, LegendEntry, Marker, PlotSeries, aggregate, color_of, heatmap_key, render_chart,
-                      render_heatmap)
+                      render_heatmap, value_at)
 from tui.views.events import EVENT_MARK, dead_events, events_height, events_row
 from tui.views.base import NO_RUNS_HINT, PlotView, RunData, UnitData, ViewJob, crosshair_x, hint, split_height, \
     stack, zoomed
+from tui.views.readout import Reading, crosshair_readout, readout_height
 
 STUCK = "stuck negative"
 
@@ -95,9 +98,18 @@ def build_dead(job: ViewJob) -> Text:
     events_h = events_height(events, height, width)
     parts, used = [], 0
     if not opts["heatmaps_only"]:
-        lines_h = split_height(height - events_h, 0.45, 6)[0] if height - events_h >= 14 else height - events_h
+        vline = crosshair_x(shown_x, job.crosshair)
+        where, readings = dead_readings(probed, single, vline)
+        label_limit = max(8, width - 4 - max((len(r.value) for r in readings), default=0))  # a run per line at most
+        # the readout takes rows from the heatmaps, not the chart: the chart keeps its size when the crosshair shows
+        readout_h = 0 if vline is None else min(readout_height(where, readings, width, label_limit),
+                                                max(1, height // 5))
+        room = height - events_h
+        lines_h = split_height(room, 0.45, 6)[0] if room >= 14 else room - readout_h
         parts.append(_dead_lines(job, probed, width, lines_h, shown_x, label_width + 1, events))
-        used = lines_h
+        if readout_h:
+            parts.append(crosshair_readout(where, readings, width, readout_h, label_limit))
+        used = lines_h + readout_h
     if events_h:
         parts.append(events_row(events, width, events_h))
         used += events_h
@@ -112,8 +124,8 @@ def build_dead(job: ViewJob) -> Text:
         if used + need > height:
             left = len(heatmaps) - index
             if used < height:
-                parts.append(hint(width, 1, f"+{left} more run{'s' * (left > 1)}: select fewer to see their "
-                                            f"heatmaps (h hides a run)"))
+                parts.append(hint(width, 1, f"+{left} more run{'s' * (left > 1)}: select fewer (h hides a run) or "
+                                            f"press v for heatmaps only"))
             break
         leaky = leaky_layers(run)
         matrix, run_steps = dead_matrix(run, layers)
@@ -122,6 +134,55 @@ def build_dead(job: ViewJob) -> Text:
                                     x_range=shown_x, label_width=label_width))
         used += need
     return stack(parts, width, height)
+
+
+def percent(value) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def probe_step(runs: list[RunData], x: float) -> float | None:
+    """The latest probe at or before `x` of any of these runs (what the readout reads), None before the first."""
+    found = None
+    for run in runs:
+        for key in dead_layers(run):
+            steps = run.series[key]["step"]
+            index = int(np.searchsorted(steps, x, side="right")) - 1
+            if index >= 0 and (found is None or steps[index] > found):
+                found = float(steps[index])
+    return found
+
+
+def _layer_reading(runs: list[RunData], key: str, step: float) -> float | None:
+    """A layer's dead fraction at `step`: the run's probe there, the mean over a seed group's runs."""
+    values = [value_at(run.series[key]["step"], run.series[key]["value"], step) for run in runs if key in run.series]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def dead_readings(probed: list, single: bool, x: float | None) -> tuple[str, list[Reading]]:
+    """(`step N`, readings) of the crosshair at `x`: with one run a reading per layer (in its line's colour); with
+    several one per run or seed group listing its layers ("relu lr=0.2  hidden0 46.9% hidden1 3.1%"), the deadest
+    first. N is the probe read, so each value is one the store holds."""
+    if x is None:
+        return "", []
+    step = probe_step([run for _, runs in probed for run in runs], x)
+    where = f"step {x if step is None else step:.0f}"
+    if step is None:
+        step = -np.inf  # before the first probe: nothing to read yet
+    if single:
+        unit, (run,) = probed[0]
+        leaky = leaky_layers(run)
+        return where, [Reading(_row_label(key, leaky), index, percent(_layer_reading([run], key, step)))
+                       for index, key in enumerate(dead_layers(run))]
+    rows = []
+    for unit, runs in probed:
+        keys = sorted({key for run in runs for key in dead_layers(run)}, key=natural_key)
+        values = [(dead_layer(key), _layer_reading(runs, key, step)) for key in keys]
+        worst = max((v for _, v in values if v is not None), default=-1.0)
+        text = " ".join(f"{layer} {percent(value)}" for layer, value in values)
+        rows.append((worst, Reading(unit.label, unit.color, text, unit.focused)))
+    rows.sort(key=lambda item: item[0], reverse=True)
+    return where, [reading for _, reading in rows]
 
 
 def _any_leaky(probed) -> bool:
