@@ -69,16 +69,20 @@ def sweep_overrides(grid: dict, tests: Sequence[tuple[dict, float]]) -> list[str
     """The `--set` items that turn the experiment file (whose grid is `grid`) into the sweep around `tests`."""
     if not tests:
         return []
-    first = tests[0][0]
+    tables = sweep_tables(tests)
+    # Dotted optimizer axes must go (a --set of the key drops its axis), and the section axis replaces them. The value
+    # they are fixed at is the first sweep run's: every table sets name and lr anyway, and the range test's own
+    # settings (its lr is the 1e-07 the test starts from) would read as part of the sweep.
+    first = {**tests[0][0], **tables[0]}
     fixed = []
-    for axis in grid:  # dotted optimizer axes: fixed (--set drops the axis); the section axis replaces them
+    for axis in grid:
         section, _, key = axis.partition(".")
         if section == OPTIMIZER and key:
             value = first.get(key, BASE_DEFAULTS[OPTIMIZER].get(key))
             if value is not None:
                 plain = isinstance(value, str) and value.isidentifier()  # `optimizer.name=sgd` reads as the string
                 fixed.append(f"{axis}={value if plain else toml_value(value)}")
-    return fixed + [f"grid.{OPTIMIZER}={toml_value(sweep_tables(tests))}"]
+    return fixed + [f"grid.{OPTIMIZER}={toml_value(tables)}"]
 
 
 def overrides_text(overrides: Sequence[str]) -> str:

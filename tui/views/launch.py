@@ -11,6 +11,7 @@ that text: what the preview shows is what `mxdash run` gets (a hand-written TOML
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from pathlib import Path
 
 from rich.text import Text
@@ -26,8 +27,9 @@ from textual.widgets.option_list import Option
 from experiments.config import (OPTIMIZER_KEYS, ConfigError, apply_overrides, experiment_name, plan_runs,
                                 read_experiment_file)
 from tui.cli_runner import CommandResult, launch_experiment, lrfind_result, start_lrfind
-from tui.views.launch_plan import (DEFAULT_LRS, display_path, experiment_files, form_to_toml, known_values,
-                                   parse_overrides, plan_text, render_preview)
+from tui.views.launch_fields import ParallelRuns, SetItemsInput
+from tui.views.launch_plan import (DEFAULT_LRS, check_parallel, display_path, experiment_files, form_to_toml,
+                                   known_values, parse_overrides, plan_text, render_preview)
 from tui.sweep import overrides_text
 
 __all__ = ["LaunchView", "experiment_files", "form_to_toml", "parse_overrides", "plan_text", "render_preview"]
@@ -65,6 +67,8 @@ class LaunchView(Horizontal):
         self._planned: tuple[dict, list[dict], str] | None = None  # raw, runs, name of the shown preview
         self._form_text: str | None = None  # the file the form preview planned (written as is on launch)
         self._form_error = ""
+        self._sets: dict[str, str] = {}  # the --set field of each file (by option id): overrides belong to one file
+        self._parallel_error = False  # the result line shows why the parallel field is refused
         self.launching = False
         self.range_test = None  # (process, log path, file) of the running `mxdash lrfind`
 
@@ -77,10 +81,11 @@ class LaunchView(Horizontal):
                 yield Static("", id="launch-preview")
                 with Horizontal(classes="launch-row"):
                     yield Label("parallel", classes="form-label")
-                    yield Input(placeholder="auto", id="launch-parallel", restrict=r"\d*", classes="short")
+                    yield Input(placeholder="auto", id="launch-parallel", restrict=r"\d*", classes="short",
+                                validators=[ParallelRuns()])
                 with Horizontal(classes="launch-row"):
                     yield Label("--set", classes="form-label")
-                    yield Input(placeholder="train.epochs=3 train.batch_size=128", id="launch-set")
+                    yield SetItemsInput(placeholder="train.epochs=3 train.batch_size=128", id="launch-set")
                 with Horizontal(classes="launch-buttons"):
                     yield Button("Launch (ctrl+l)", id="launch-file-button", variant="primary")
                     yield Button("LR range test (ctrl+t)", id="launch-lrfind-button")
@@ -112,7 +117,8 @@ class LaunchView(Horizontal):
         yield from row("epochs", Input(value="5", id="form-epochs", restrict=r"\d*"))
         yield from row("device", Input(value="cpu", id="form-device",
                                        suggester=SuggestFromList(["cpu", "gpu", "gpu:0", "auto"])))
-        yield from row("parallel", Input(value="", placeholder="auto", id="form-parallel", restrict=r"\d*"))
+        yield from row("parallel", Input(value="", placeholder="auto", id="form-parallel", restrict=r"\d*",
+                                                validators=[ParallelRuns()]))
         yield Button("Launch (ctrl+l)", id="launch-form-button", variant="primary")
         yield Static("", id="launch-form-result", classes="launch-result")
         yield Static("", id="launch-form-preview")
@@ -122,17 +128,34 @@ class LaunchView(Horizontal):
         self.set_interval(self.RANGE_TEST_CHECK_S, self._check_range_test)
 
     def show_file(self, path: Path, overrides: list[str] | None = None) -> None:
-        """Highlight `path` (listed first if it is not yet) with these `--set` items: its preview plans them."""
-        if overrides is not None:
-            self.query_one("#launch-set", Input).value = overrides_text(overrides)
+        """Highlight `path` (listed last if it is not yet) with these `--set` items: its preview plans them."""
         options = self.query_one("#launch-files", OptionList)
         ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
-        if str(path) not in ids:
+        same = [i for i in ids if i != FORM_OPTION and Path(i).resolve() == Path(path).resolve()]
+        if not same:
             options.add_option(Option(Path(path).stem, id=str(path)))
             ids.append(str(path))
-        options.highlighted = ids.index(str(path))
-        self.current = Path(path)
+        option_id = same[0] if same else str(path)
+        self._remember_sets()
+        if overrides is not None:
+            self._sets[option_id] = overrides_text(overrides)
+        options.highlighted = ids.index(option_id)
+        self._show_file(Path(option_id))
+
+    def _remember_sets(self) -> None:
+        if self.current is not None:
+            self._sets[str(self.current)] = self.query_one("#launch-set", Input).value
+
+    def _show_file(self, path: Path) -> None:
+        """The right side previews `path` with its own --set items (a sweep `w` planned for lr_sweep must not turn
+        the next file chosen into 3 x 12 runs)."""
+        self.current = path
         self.query_one(ContentSwitcher).current = "launch-file"
+        field = self.query_one("#launch-set", Input)
+        text = self._sets.get(str(path), "")
+        if field.value != text:
+            field.value = text
+            field.cursor_position = len(text)
         self.update_file_preview()
 
     def reload_files(self) -> None:
@@ -153,22 +176,30 @@ class LaunchView(Horizontal):
         option_id = event.option.id
         switcher = self.query_one(ContentSwitcher)
         if option_id == FORM_OPTION:
+            self._remember_sets()
             self.current = None
             switcher.current = "launch-form"
             self.update_form_preview()
-        else:
-            self.current = Path(option_id)
+        elif self.current is not None and str(self.current) == option_id:
             switcher.current = "launch-file"
             self.update_file_preview()
+        else:
+            self._remember_sets()
+            self._show_file(Path(option_id))
 
     @on(OptionList.OptionSelected, "#launch-files")
     def _file_selected(self, event: OptionList.OptionSelected) -> None:
-        target = "#form-name" if event.option.id == FORM_OPTION else "#launch-parallel"
+        # enter: on to what one types next (the form's first field, a file's --set items)
+        target = "#form-name" if event.option.id == FORM_OPTION else "#launch-set"
         self.query_one(target, Input).focus()
 
     @on(Input.Changed, "#launch-set")
     def _sets_changed(self) -> None:
         self.update_file_preview()
+
+    @on(Input.Changed, "#launch-parallel")
+    def _parallel_changed(self) -> None:
+        self.show_parallel_check()
 
     @on(Input.Changed, "#launch-form Input")
     @on(SelectionList.SelectedChanged)
@@ -181,7 +212,8 @@ class LaunchView(Horizontal):
             return
         try:
             raw = read_experiment_file(self.current)
-            raw = apply_overrides(raw, parse_overrides(self.query_one("#launch-set", Input).value), self.current)
+            overrides = parse_overrides(self.query_one("#launch-set", Input).value, display_path(self.current))
+            raw = apply_overrides(raw, overrides, self.current)
             runs = plan_runs(raw, self.current)
             name = experiment_name(raw, self.current)
         except ConfigError as e:
@@ -190,6 +222,7 @@ class LaunchView(Horizontal):
             return
         self._planned = (raw, runs, name)
         preview.update(render_preview(raw, runs, name, display_path(self.current)))
+        self.show_parallel_check()
 
     def form_raw(self) -> tuple[dict, str]:
         """The experiment the form describes (raw TOML dict) and its file name stem. Raises ConfigError."""
@@ -240,6 +273,32 @@ class LaunchView(Horizontal):
             return
         raw, runs, name = self._planned
         preview.update(render_preview(raw, runs, name, f"→ {display_path(self.form_path(name))}"))
+        self.show_parallel_check()
+
+    # -- the parallel field: 1..runs, or empty for auto ------------------------------------------------------------
+    def parallel_value(self, run_count: int) -> int | None:
+        """The parallel field's number (None: auto) for `run_count` runs. Input's validation marks the field
+        (-invalid); the result line says why. Raises ValueError."""
+        form = self.current is None
+        field = self.query_one("#form-parallel" if form else "#launch-parallel", Input)
+        box = self.query_one("#launch-form-result" if form else "#launch-file-result", Static)
+        field.validators[0].run_count = run_count
+        outcome = field.validate(field.value)
+        if not outcome.is_valid:
+            box.update(Text(outcome.failure_descriptions[0], style="red"))
+            box.scroll_visible()  # under a long preview on a small terminal
+            self._parallel_error = True
+            raise ValueError(outcome.failure_descriptions[0])
+        if self._parallel_error:
+            box.update("")
+            self._parallel_error = False
+        return check_parallel(field.value, run_count)
+
+    def show_parallel_check(self) -> None:
+        """Check the parallel field against the planned runs as it is typed (nothing planned: the preview says why)."""
+        with suppress(ValueError):
+            if self._planned is not None:
+                self.parallel_value(len(self._planned[1]))
 
     def form_path(self, name: str) -> Path:
         return self.runs_dir / "launched" / f"{name}.toml"
@@ -268,19 +327,20 @@ class LaunchView(Horizontal):
                 if self._form_text is None:
                     raise ValueError(self._form_error)
                 path, text = self.form_path(self.form_raw()[1]), self._form_text
-                parallel = self.query_one("#form-parallel", Input).value.strip()
                 overrides: list[str] = []
+                runs = self._planned[1]
             else:
                 path, text = self.current, None
-                parallel = self.query_one("#launch-parallel", Input).value.strip()
-                overrides = parse_overrides(self.query_one("#launch-set", Input).value)
-                plan_runs(apply_overrides(read_experiment_file(path), overrides, path), path)
+                overrides = parse_overrides(self.query_one("#launch-set", Input).value, display_path(path))
+                runs = plan_runs(apply_overrides(read_experiment_file(path), overrides, path), path)
+            parallel = self.parallel_value(len(runs))
         except (ConfigError, ValueError) as e:
             result.update(Text(str(e), style="red"))
+            result.scroll_visible()
             return
         self.launching = True
         result.update(Text(f"launching {display_path(path)} …", style="yellow"))
-        self._launch(path, text, int(parallel) if parallel else None, overrides, result_box)
+        self._launch(path, text, parallel, overrides, result_box)
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
     def _launch(self, path: Path, text: str | None, parallel: int | None, overrides: list[str],
@@ -324,7 +384,7 @@ class LaunchView(Horizontal):
             return
         path = self.current
         try:
-            overrides = parse_overrides(self.query_one("#launch-set", Input).value)
+            overrides = parse_overrides(self.query_one("#launch-set", Input).value, display_path(path))
             plan_runs(apply_overrides(read_experiment_file(path), overrides, path), path)
         except ConfigError as e:
             result.update(Text(str(e), style="red"))

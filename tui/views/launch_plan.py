@@ -51,12 +51,34 @@ def known_values(files: list[Path], section: str) -> list[str]:
     return sorted(found)
 
 
-def parse_overrides(text: str) -> list[str]:
-    """`optimizer.lr=0.1 train.epochs=3` (shell-like quoting allowed) -> ["optimizer.lr=0.1", "train.epochs=3"]."""
+def parse_overrides(text: str, file=None) -> list[str]:
+    """`optimizer.lr=0.1 train.epochs=3` (shell-like quoting allowed) -> ["optimizer.lr=0.1", "train.epochs=3"].
+    Raises ConfigError naming the item as typed (`--set "train.epochs600"`) when it is not section.key=value: the
+    parser's own message names it like a key of the file, and a bare number then reads as a line number."""
     try:
-        return shlex.split(text)
+        items = shlex.split(text)
     except ValueError:
-        return text.split()
+        items = text.split()
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if "=" not in item:
+            raise ConfigError(file, f'--set "{item}"', "expects key=value, e.g. train.epochs=3")
+        if "." not in key.strip("."):
+            raise ConfigError(file, f'--set "{item}"', "keys are section.key, e.g. train.epochs=3")
+    return items
+
+
+def check_parallel(text: str, run_count: int) -> int | None:
+    """The parallel field: empty is auto (None), else a whole number from 1 to the number of runs. Raises
+    ValueError with the message the view shows."""
+    text = text.strip()
+    if not text:
+        return None
+    limit = max(1, run_count)
+    if not text.isdigit() or not 1 <= int(text) <= limit:
+        raise ValueError(f"parallel: {text} is not 1..{limit} (runs at a time; this launch has {run_count}; "
+                         "empty: auto)")
+    return int(text)
 
 
 def render_preview(raw: dict, runs: list[dict], name: str, source: str) -> Group:
