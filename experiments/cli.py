@@ -125,39 +125,118 @@ def print_plan(args, name: str, runs: list[dict]) -> int:
     return 0
 
 
+def run_labels(runs: list[dict]) -> dict[str, str]:
+    """Run id -> what sets it apart from the experiment's other runs: the varying config keys, in config order
+    ("activation=leaky_relu lr=0.2", "hidden=[2] activation=tanh"); a lone run: its optimizer and lr."""
+    from experiments.report import flat_config, format_value
+
+    axes = varying_keys(runs)
+    if not axes:
+        return {r["id"]: f"{r['optimizer']} lr={r['lr']:g}" for r in runs}
+    names = short_names(axes)
+    labels = {}
+    for run in runs:
+        flat = flat_config(run["config"])
+        labels[run["id"]] = " ".join(f"{names[k]}={_compact(flat[k], format_value)}" for k in axes)
+    return labels
+
+
+def varying_keys(runs: list[dict]) -> list[str]:
+    """Config keys every run has and that differ (an optimizer's own hyperparameters, missing in the others, are
+    noise here), in config order."""
+    from experiments.report import differing_config, flat_config
+
+    return [k for k, _ in differing_config(runs) if all(k in flat_config(r["config"]) for r in runs)]
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """The last part of each dotted key, unless two keys share it (then the whole key)."""
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (tail if last.count(tail) == 1 else k) for k, tail in zip(keys, last)}
+
+
+def _compact(value, format_value) -> str:
+    return f"{value:g}" if isinstance(value, float) else format_value(value).replace(", ", ",")
+
+
+class LineProgress:
+    """Progress for a pipe or a log file: plain lines, never cut to a width (Rich's live bars are drawn once, at the
+    end, and cut to 80 columns there). A line per run when its status changes and at each tenth of its steps."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.last: dict[str, tuple] = {}
+
+    def show(self, run_id: str, label: str, run: dict, shown: str, loss: str) -> None:
+        step, total = run["step"] or 0, run["total_steps"]
+        tenth = int(10 * step / total) if total else step
+        if self.last.get(run_id) == (shown, tenth):
+            return
+        self.last[run_id] = (shown, tenth)
+        steps = f"{step}/{total}" if total else (f"{step}" if step else "")
+        elapsed = time.strftime("%H:%M:%S", time.gmtime(time.time() - self.started))
+        print("  ".join(part for part in (f"{run_id} {label}", shown, steps, loss, elapsed) if part), flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, flush=True)
+
+
+class BarsProgress:
+    """Progress on a terminal: a live Rich bar per run."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), TextColumn("{task.fields[loss]}"),
+                                 TimeElapsedColumn(), console=console(), disable=quiet, transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def show(self, run_id: str, label: str, run: dict, shown: str, loss: str) -> None:
+        from experiments.report import status_style
+
+        if run_id not in self.tasks:
+            self.tasks[run_id] = self.progress.add_task(f"{run_id} {label}", total=run["total_steps"] or None,
+                                                        status="", loss="")
+        self.progress.update(self.tasks[run_id], completed=run["step"] or 0, total=run["total_steps"] or None,
+                             status=f"[{status_style(shown)}]{shown}[/]", loss=loss)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]{text}[/]")
+
+
 def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: bool = False) -> int:
-    """Follow the runs in the store with one progress bar per run; Ctrl-C stops them cleanly. Returns 1 when a
-    run failed or was lost, and says what happened to the scheduler when it died with runs still queued."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Follow the runs in the store with one progress bar per run (plain lines when stdout is not a terminal);
+    Ctrl-C stops them cleanly. Returns 1 when a run failed or was lost, and says what happened to the scheduler when
+    it died with runs still queued."""
+    import contextlib
 
     from experiments.cluster import request_stop  # local runs: lifecycle's; Ray runs: the store's request only
     from experiments.lifecycle import describe_exit
-    from experiments.report import status_style
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[status]}"), TextColumn("{task.fields[loss]}"), TimeElapsedColumn(),
-                        console=console(), disable=quiet, transient=False)
-    tasks = {}
+    if quiet or console().is_terminal:
+        display = BarsProgress(quiet)
+        live = display.progress
+    else:
+        display, live = LineProgress(time.time()), contextlib.nullcontext()
+    labels: dict[str, str] = {}
     stopping = False
     scheduler_exit = None
-    with progress:
+    with live:
         while True:
             try:
                 if scheduler is not None and scheduler_exit is None and scheduler.poll() is not None:
                     scheduler_exit = scheduler.returncode
                 store.reap_lost()
                 runs = {r["id"]: r for r in store.list_runs(experiment=exp_id)}
+                if not labels:
+                    labels = run_labels([runs[r] for r in run_ids])
                 now = time.time()
                 for run_id in run_ids:
                     run = runs[run_id]
-                    if run_id not in tasks:
-                        label = f"{run_id} {run['optimizer']} lr={run['lr']:g}"
-                        tasks[run_id] = progress.add_task(label, total=run["total_steps"] or None, status="",
-                                                          loss="")
-                    shown = display_status(run, now)
                     loss = f"loss {run['train_loss']:.4f}" if run["train_loss"] is not None else ""
-                    progress.update(tasks[run_id], completed=run["step"] or 0, total=run["total_steps"] or None,
-                                    status=f"[{status_style(shown)}]{shown}[/]", loss=loss)
+                    if not quiet:
+                        display.show(run_id, labels[run_id], run, display_status(run, now), loss)
                 if all(runs[r]["status"] not in ACTIVE for r in run_ids):
                     break
                 if scheduler is not None and scheduler_exit is None:
@@ -171,15 +250,21 @@ def watch(store: Store, exp_id: str, run_ids: list[str], scheduler=None, quiet: 
                 if stopping:
                     raise
                 stopping = True
-                progress.console.print("[yellow]stopping the runs (checkpointing); Ctrl-C again to leave them "
-                                       "running in the background[/]")
+                display.note("stopping the runs (checkpointing); Ctrl-C again to leave them running in the "
+                             "background")
                 for run in store.list_runs(experiment=exp_id):
                     if run["id"] in run_ids:
                         request_stop(store, run)
     runs = [r for r in store.list_runs(experiment=exp_id) if r["id"] in run_ids]
     out = console()
     if not quiet:
-        out.print(final_table(runs, out.width))
+        table = final_table(runs, out.width)
+        if not out.is_terminal:  # a pipe or a file has no width to fit: the whole table, nothing cut
+            from rich.console import Console
+            from rich.measure import Measurement
+
+            out = Console(width=max(out.width, Measurement.get(out, out.options.update(width=10_000), table).maximum))
+        out.print(table)
         for line in problem_lines(runs):
             out.print(line, highlight=False, markup=False)
     orphaned = [r["id"] for r in runs if r["status"] == "lost" and "scheduler" in (r.get("error") or "")]
@@ -229,11 +314,9 @@ def _final_table(runs: list[dict], boxed: bool, with_time: bool):
     from rich import box
     from rich.table import Table
 
-    from experiments.report import differing_config, flat_config, format_duration, run_duration, status_text
+    from experiments.report import flat_config, format_duration, run_duration, status_text
 
-    # keys every run has and that differ (an optimizer's own hyperparameters, missing in the others, are noise here)
-    axes = [k for k, values in differing_config(runs) if all(k in flat_config(r["config"]) for r in runs)]
-    axes = sorted(axes, key=lambda k: (k != "optimizer.name", k != "optimizer.lr"))
+    axes = sorted(varying_keys(runs), key=lambda k: (k != "optimizer.name", k != "optimizer.lr"))
     headers = {"optimizer.name": "optimizer", "optimizer.lr": "lr"}
     table = Table(title=f"{runs[0]['experiment_id']}" if runs else "runs", box=box.HEAVY_HEAD if boxed else None,
                   pad_edge=boxed, header_style="bold")

@@ -8,7 +8,8 @@ every kind of change and compare with a render from scratch: tests/test_tui_app.
   and re-sorts (measured: a full redraw cost ~150 ms at 120x36 on 2 busy cores; one changed cell re-rendered every
   visible cell).
 - `CachedFooter`: a Footer that mounts each binding set once and toggles them (recomposing cost 15-30 ms of a
-  ~100 ms tab switch).
+  ~100 ms tab switch). It also exposes Footer's `_bindings_ready` and FooterKey (a private module) to
+  tui/widgets/footer.py, which decides which keys fit.
 - `PrerenderedStatic`: a Static whose content is converted and rendered into lines by a worker thread (10-20 ms per
   plot update on the UI thread otherwise).
 """
@@ -234,6 +235,18 @@ class CachedFooter(Footer):
         self._shown: tuple | None = None
         self._busy = False  # a recompose is awaiting a mount
         self._again = False  # bindings changed meanwhile
+
+    @property
+    def bindings_ready(self) -> bool:
+        """The screen's bindings are known (Footer's private flag: composing before then shows nothing)."""
+        return self._bindings_ready
+
+    @staticmethod
+    def footer_key(*args, **kwargs) -> Widget:
+        """One key of the footer, as Footer makes it (FooterKey lives in a private module)."""
+        from textual.widgets._footer import FooterKey
+
+        return FooterKey(*args, **kwargs)
 
     def _signature(self) -> tuple:
         """What `compose` would show: the displayed bindings with their state, plus the palette key."""

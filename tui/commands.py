@@ -7,7 +7,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from experiments.metrics import DISPLAY_STATUSES
-from tui.screens.help import key_name
+from tui.keys import key_display as key_name
 from tui.views import VIEWS
 from tui.views.runs.columns import COLUMNS
 

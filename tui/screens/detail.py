@@ -23,7 +23,7 @@ from experiments.report import (MISSING, flat_config, format_duration, format_nu
 from tui.status import STALE_STYLE, status_text
 from tui.model import row_json
 from tui.poller import LogTail
-from tui._textual_hacks import CachedFooter
+from tui.widgets.footer import KeysFooter
 from tui.widgets.header import TopBar
 
 LOG_POLL_S = 1.0
@@ -164,11 +164,15 @@ class RunDetailScreen(Screen):
 
     BINDINGS = [
         Binding("escape,q", "dismiss_detail", "Back"),
+        # [ and ] switch the tabs whatever has the focus (left/right only do when the tab bar has it: the scrolled
+        # bodies take them for scrolling sideways)
+        Binding("left_square_bracket", "prev_tab", "Prev tab", key_display="["),
+        Binding("right_square_bracket", "next_tab", "Next tab", key_display="]"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
+        Binding("f", "toggle_follow", "Follow log"),
         Binding("left", "prev_tab", "Prev tab", show=False),
         Binding("right", "next_tab", "Next tab", show=False),
-        Binding("f", "toggle_follow", "Follow log"),
     ]
 
     TABS = ("detail-overview", "detail-config", "detail-net", "detail-confusion", "detail-log")
@@ -201,7 +205,7 @@ class RunDetailScreen(Screen):
                     yield Static("", id="detail-confusion-body")
             with TabPane("Log", id="detail-log"):
                 yield Log(id="detail-log-body", max_lines=MAX_LOG_LINES, auto_scroll=True)
-        yield CachedFooter()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.run_id

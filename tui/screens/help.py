@@ -1,6 +1,9 @@
 """`?`: every key of the current view (what the footer has no room for), read from the declared bindings of the
-screen underneath: its focused view first, then the ones that work everywhere."""
+screen underneath (tui.keys): the view's own keys first, then the ones that work everywhere, then the keys of
+Textual's widgets (table navigation, the tab bar, focus)."""
 from __future__ import annotations
+
+import re
 
 from rich.table import Table
 from rich.text import Text
@@ -10,29 +13,55 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-GROUP_NAMES = {"MxdashApp": "everywhere", "RunsTable": "runs table", "RunsView": "runs", "CurvesView": "curves",
-               "LrEffectsView": "LR effects", "DeadReluView": "dead ReLUs", "CompareView": "compare",
-               "LaunchView": "launch", "BoundaryView": "boundaries", "RunDetailScreen": "run detail", "MainScreen": "screen"}
+from tui.keys import Key, screen_keys, sections
+
+PALETTE = "every action, by name (command palette)"
 
 
-def key_name(binding: Binding) -> str:
-    return binding.key_display or binding.key.replace("question_mark", "?").replace("slash", "/")
+def help_sections(screen: Screen) -> list[tuple[str, list[tuple[str, str]]]]:
+    """[(section, [(key, description)])], best first; one entry per action (escape,q: "escape/q")."""
+    out = []
+    for name, keys in sections(screen_keys(screen)):
+        out.append((name, merge_digits(merge_same_action(keys))))
+    return out
 
 
-def screen_keys(screen: Screen) -> list[tuple[str, list[tuple[str, str]]]]:
-    """[(group, [(key, description)])]: the screen's active bindings by the node that declares them, nearest the
-    focus first, the app's last."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for key, active in screen.active_bindings.items():
-        binding = active.binding
-        if not binding.description or binding.system:
+def merge_same_action(keys: list[Key]) -> list[tuple[str, str, str]]:
+    """(display, description, action) with the keys bound to one action joined: "escape/q  Back"."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        description = PALETTE if key.binding.action == "command_palette" else key.description
+        merged.setdefault((key.binding.action, description), []).append(key.display)
+    return [("/".join(dict.fromkeys(displays)), description, action)
+            for (action, description), displays in merged.items()]
+
+
+def merge_digits(entries: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """Consecutive digit keys of the same action (`1`..`7` show_tab) as one line: "1-7  Runs, Curves, ...": the
+    help fits 80x24 better."""
+    out: list[tuple[str, str]] = []
+    run: list[tuple[str, str, str]] = []
+
+    def flush() -> None:
+        if len(run) > 2:
+            out.append((f"{run[0][0]}-{run[-1][0]}", "views: " + ", ".join(d for _, d, _ in run)))
+        else:
+            out.extend((k, d) for k, d, _ in run)
+        run.clear()
+
+    for entry in entries:
+        name = re.sub(r"\(.*", "", entry[2])
+        if entry[0].isdigit() and run and re.sub(r"\(.*", "", run[-1][2]) == name and int(entry[0]) == int(
+                run[-1][0]) + 1:
+            run.append(entry)
             continue
-        name = GROUP_NAMES.get(type(active.node).__name__, type(active.node).__name__)
-        groups.setdefault(name, []).append((key_name(binding), binding.description))
-    ours = set(GROUP_NAMES.values()) - {"everywhere", "screen"}
-    # the view's own keys first, then the ones that work everywhere, then Textual's widget keys (scrolling...)
-    ordered = sorted(groups.items(), key=lambda item: (0 if item[0] in ours else 1 if item[0] == "everywhere" else 2))
-    return [(name, sorted(set(keys))) for name, keys in ordered]
+        flush()
+        if entry[0].isdigit():
+            run.append(entry)
+        else:
+            out.append(entry[:2])
+    flush()
+    return out
 
 
 class HelpScreen(ModalScreen[None]):
@@ -40,7 +69,7 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, under: Screen) -> None:
         super().__init__()
-        self.groups = screen_keys(under)
+        self.groups = help_sections(under)
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, padding=(0, 2), title="keys", title_justify="left")
@@ -51,7 +80,8 @@ class HelpScreen(ModalScreen[None]):
             for key, description in keys:
                 table.add_row(Text(key), Text(description))
             table.add_row("", "")
-        table.add_row(Text("ctrl+p", style="bold"), Text("every action, by name (command palette)"))
+        if not any(key == "ctrl+p" for _, keys in self.groups for key, _ in keys):
+            table.add_row(Text("ctrl+p", style="bold"), Text("every action, by name (command palette)"))
         with VerticalScroll(id="help-box"):
             yield Static(table, id="help-body")
             yield Static(Text("escape or ? closes", style="dim"))

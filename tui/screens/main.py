@@ -16,10 +16,10 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 
-from tui._textual_hacks import CachedFooter
 from tui.model import Changes
 from tui.views import PLOT_TABS, VIEW_BY_TAB, VIEWS
 from tui.views.runs import RunsView
+from tui.widgets.footer import KeysFooter
 from tui.widgets.header import TopBar
 
 
@@ -55,7 +55,7 @@ class MainScreen(Screen):
                 with TabPane(spec.label, id=spec.tab):
                     if spec.tab == "runs":
                         yield RunsView(app.model, app.selected, clock=app.clock, id=spec.widget_id)
-        yield CachedFooter()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#runs-table").focus()

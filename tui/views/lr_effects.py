@@ -296,7 +296,7 @@ class LrEffectsView(PlotView):
     BINDINGS = [
         Binding("y", "cycle_metric", "Y metric"),
         Binding("l", "toggle_log_y", "Log y"),
-        Binding("f", "toggle_full_range", "Full y range"),
+        Binding("f", "toggle_full_range", "Full y range", show=False),  # w first at 80 columns
         Binding("w", "sweep", "Sweep around suggestions"),
     ]
     METRIC_KEYS = (LR,)

@@ -10,6 +10,7 @@ from tui._textual_hacks import FastDataTable
 class RunsTable(FastDataTable):
     BINDINGS = [
         Binding("space", "toggle_select", "Select", key_display="space"),
+        Binding("enter", "select_cursor", "Open run detail", show=False),  # DataTable's, said as what it does here
     ]
 
     class ToggleSelect(Message):
