@@ -16,11 +16,14 @@ from tui.status import status_style
 
 NARROW_WIDTH = 100  # below this terminal width some columns get narrower
 # Columns kept when the terminal is too narrow for all, most important first (the table shows them in display
-# order). "cfg1" is the first config column (the grid key that tells the shown runs apart, e.g. the activation),
-# "cfg" the others.
-PRIORITY = ("sel", "run", "status", "cfg1", "opt", "lr", "epoch", "loss", "acc", "cfg", "age", "params", "net", "sps",
-            "exp")
+# order). "vary" stands for every column whose value differs between the shown runs (the fixed opt, lr and net
+# columns when they vary, then the config columns): they are what tells two rows apart, so they go before the
+# metrics. A fixed config column whose value is the same for every shown run is not shown at all: the status line
+# says it once ("opt adam · lr 0.01 for all").
+PRIORITY = ("sel", "run", "status", "vary", "loss", "acc", "epoch", "age", "params", "sps", "exp")
+CONFIG_LIKE = ("opt", "lr", "net")  # fixed columns that show a config value (hidden when it does not vary)
 COVERED_KEYS = {"optimizer.name", "optimizer.lr", "net.name"}  # fixed columns show them already
+MIN_RUN_WIDTH = 8  # an id shortened below this says nothing
 MAX_CONFIG_COLUMNS = 4
 CONFIG_PREFIX = "cfg:"
 BAR = " ▏▎▍▌▋▊▉█"
@@ -41,6 +44,12 @@ class Column:
 
 def _natural_id(run: dict, now: float):
     return (run.get("experiment_id") or "", run.get("idx") or 0)
+
+
+def id_order(run_id: str):
+    """Run ids in grid order (`x-1.2` before `x-1.10`)."""
+    head, _, tail = run_id.rpartition(".")
+    return (head, int(tail)) if tail.isdigit() else (run_id, 0)
 
 
 def _progress(run: dict) -> float | None:
@@ -81,7 +90,7 @@ def format_params(count: int | None) -> str:
 COLUMNS = (
     Column("sel", " ", 1, lambda r, now: 0, sortable=False),
     Column("exp", "experiment", 16, lambda r, now: (r.get("experiment_id") or "", r.get("idx") or 0)),
-    Column("run", "run", 18, _natural_id),
+    Column("run", "run", 18, _natural_id),  # as wide as the longest shown id (fit_columns)
     Column("net", "net", 6, lambda r, now: r.get("net")),
     Column("opt", "opt", 8, lambda r, now: r.get("optimizer")),
     Column("lr", "lr", 7, lambda r, now: r.get("lr"), justify="right"),
@@ -98,11 +107,31 @@ COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 SORTABLE = [c.key for c in COLUMNS if c.sortable]
 
 
+def config_label(key: str) -> str:
+    """The header of a config column: the short name (`activation`, `seed`), but the section for a `.name` key
+    (`data.name` -> `data`): a bare `name` does not say what is named."""
+    section, _, leaf = key.rpartition(".")
+    if leaf == "name" and section:
+        return section.rsplit(".", 1)[-1]
+    return short_name(key)
+
+
+def config_text(value) -> str:
+    """A config cell: the value as labels show it; blank when the run's config has no such key (its resolved config
+    holds every default, so a missing key is one that does not apply, e.g. `as_images` of a 2-D dataset); `[]` for an
+    empty list (no hidden layers), which would otherwise read as blank too."""
+    if value is MISSING:
+        return ""
+    if isinstance(value, list) and not value:
+        return "[]"
+    return format_value(value)
+
+
 def config_column(key: str, values: Iterable) -> Column:
     """A column for the config key `key` (e.g. `net.activation`), as wide as its values (5..14)."""
-    texts = [format_value(v) for v in values]
-    width = min(14, max([5, len(short_name(key))] + [len(t) for t in texts]))
-    return Column(CONFIG_PREFIX + key, short_name(key), width, lambda run, now: None)  # the view sorts by flat
+    texts = [config_text(v) for v in values]
+    width = min(14, max([5, len(config_label(key))] + [len(t) for t in texts]))
+    return Column(CONFIG_PREFIX + key, config_label(key), width, lambda run, now: None)  # the view sorts by flat
 
 
 def config_keys(flats: Sequence[dict], experiments: Sequence[str] | None = None) -> list[str]:
@@ -132,28 +161,82 @@ def config_keys_of(model, run_ids: Sequence[str]) -> list[str]:
 
 def config_columns_of(model, run_ids: Sequence[str]) -> list[Column]:
     flats = [model.flat(rid) for rid in run_ids]
-    return [config_column(k, [f.get(k) for f in flats]) for k in config_keys(flats, _experiments(model, run_ids))]
+    return [config_column(k, [f.get(k, MISSING) for f in flats])
+            for k in config_keys(flats, _experiments(model, run_ids))]
+
+
+def run_id_width(run_ids: Iterable[str]) -> int:
+    """The run column's width: the longest shown id (ids are what users type into `mxdash show`)."""
+    return max([len("run")] + [len(rid) for rid in run_ids])
+
+
+def fixed_value(run: dict, key: str) -> str:
+    """What the fixed config-like column `key` (opt, lr, net) shows for a run."""
+    if key == "lr":
+        return compact_number(run.get("lr"), COLUMN_BY_KEY["lr"].width)
+    return (run.get("optimizer") if key == "opt" else run.get("net")) or MISSING
+
+
+def constant_columns(runs: Sequence[dict]) -> dict[str, str]:
+    """The fixed config-like columns (opt, lr, net) whose value is the same for all of 2+ runs, with that value:
+    they tell no rows apart, so the table leaves them out and the status line says them once."""
+    if len(runs) < 2:
+        return {}
+    constant = {}
+    for key in CONFIG_LIKE:
+        values = {fixed_value(run, key) for run in runs}
+        if len(values) == 1:
+            constant[key] = values.pop()
+    return constant
+
+
+def constant_text(constant: dict[str, str]) -> str:
+    """`opt adam · lr 0.01 for all` (empty when nothing is constant)."""
+    if not constant:
+        return ""
+    return " · ".join(f"{COLUMN_BY_KEY[key].label} {value}" for key, value in constant.items()) + " for all"
 
 
 def _experiments(model, run_ids: Sequence[str]) -> list[str]:
     return [model.runs.get(rid, {}).get("experiment_id") or "" for rid in run_ids]
 
 
-def fit_columns(width: int, config: Sequence[Column] = ()) -> tuple[list[str], dict[str, int]]:
-    """The columns that fit `width` terminal cells (by PRIORITY), in display order, and their widths."""
+def layout_changed(model, shown: Iterable[str], new: Sequence[str], columns: Sequence[Column],
+                   run_width: int | None, constant: dict[str, str]) -> bool:
+    """Whether these new matching runs change the columns fitted to the `shown` ones: a longer id than the run
+    column holds, another value of a column left out as constant, a second run, or other grid keys that vary
+    (judged on a sample of 200 shown runs: thousands would cost a frame)."""
+    if not new:
+        return False
+    sample = [rid for rid in list(shown)[:200] if rid in model.runs]
+    if run_id_width(new) > (run_width or 0) or len(sample) < 2:
+        return True
+    if any(fixed_value(model.runs[rid], key) != value for rid in new for key, value in constant.items()):
+        return True
+    return config_keys_of(model, sample + list(new)) != [c.key for c in columns]
+
+
+def fit_columns(width: int, config: Sequence[Column] = (), run_width: int | None = None,
+                constant: Iterable[str] = ()) -> tuple[list[str], dict[str, int]]:
+    """The columns that fit `width` terminal cells (by PRIORITY), in display order, and their widths. `run_width` is
+    the longest shown id: the run column gets all of it unless even sel + run + status do not fit, and only then
+    is it narrowed (its cells are shortened in the middle: `shorten_id`). `constant` columns are left out."""
     widths = {c.key: c.width for c in COLUMNS if c.key != "cfg"}
     widths.update({c.key: c.width for c in config})
     if width < NARROW_WIDTH:
-        widths.update(run=15, epoch=9, age=4, acc=6)
+        widths.update(epoch=9, age=4, acc=6)
     available = width - 2  # the vertical scrollbar
+    cost = lambda key: widths[key] + 2  # noqa: E731  (cell padding 1 on each side)
+    widths["run"] = max(MIN_RUN_WIDTH, min(run_width or widths["run"],
+                                           available - cost("sel") - cost("status") - 2))
+    varying = [key for key in CONFIG_LIKE[:2] if key not in constant] + [c.key for c in config] \
+        + [key for key in CONFIG_LIKE[2:] if key not in constant]
     chosen = set()
     for key in PRIORITY:
-        candidates = {"cfg1": [c.key for c in config[:1]], "cfg": [c.key for c in config[1:]]}.get(key, [key])
-        for candidate in candidates:
-            cost = widths[candidate] + 2  # cell padding 1 on each side
-            if cost <= available:
+        for candidate in (varying if key == "vary" else [key]):
+            if cost(candidate) <= available:
                 chosen.add(candidate)
-                available -= cost
+                available -= cost(candidate)
     order = []
     for column in COLUMNS:
         if column.key == "cfg":
@@ -170,6 +253,37 @@ def _num(value, fmt: str) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return format(value, fmt)
+
+
+def _short_exponent(text: str) -> str:
+    """`6.12e+09` -> `6.12e9`, `1.5e-05` -> `1.5e-5`: two to three cells less in a narrow column."""
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}e{int(exponent)}" if e else text
+
+
+def compact_number(value, width: int, fixed: str | None = None) -> str:
+    """A number that fits `width` cells: `fixed` format (e.g. `.4f`) when it fits, else 3, 2, 1 significant digits
+    with a short exponent (`6.12e9`, `6.1e9`, `6e9`)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return _num(value, "g")
+    if fixed is not None and len(format(value, fixed)) <= width:
+        return format(value, fixed)
+    text = ""
+    for digits in (3, 2, 1):
+        text = _short_exponent(format(value, f".{digits}g"))
+        if len(text) <= width:
+            break
+    return text
+
+
+def shorten_id(run_id: str, width: int) -> str:
+    """A run id cut to `width` cells in the middle, keeping the tail that tells runs apart (`lr_sw…lrfind-2.4`): the
+    experiment's number and the run number are at the end."""
+    if len(run_id) <= width:
+        return run_id
+    head, _, tail = run_id.rpartition("-")
+    keep = min(width - 1, max(len(tail) + 1 if head else 0, width // 2))  # "-2.4" at least, half if more fits
+    return run_id[:width - 1 - keep] + "…" + run_id[-keep:]
 
 
 def format_age(seconds: float | None) -> str:
@@ -209,7 +323,8 @@ def progress_cell(run: dict, width: int, status: str | None = None) -> Text:
 
 def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths: dict[str, int],
               flat: dict | None = None) -> list:
-    """The table cells of one run, in `keys` order. The run column is the plain id (sorting relies on it)."""
+    """The table cells of one run, in `keys` order. The run column is the id, shortened in the middle only
+    when the column is narrower (`shorten_id`)."""
     status = display_status(run, now) or MISSING
     cells = []
     for key in keys:
@@ -217,17 +332,17 @@ def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths
             cells.append(Text(MARK, style=SELECT_STYLE) if selected else " ")
         elif key.startswith(CONFIG_PREFIX):
             value = (flat or {}).get(key[len(CONFIG_PREFIX):], MISSING)
-            cells.append(Text(format_value(value), justify="right" if isinstance(value, (int, float)) else "left"))
+            cells.append(Text(config_text(value), justify="right" if isinstance(value, (int, float)) else "left"))
         elif key == "exp":
             cells.append(run.get("experiment_id") or MISSING)
         elif key == "run":
-            cells.append(run["id"])
+            cells.append(shorten_id(run["id"], widths["run"]))
         elif key == "net":
             cells.append(run.get("net") or MISSING)
         elif key == "opt":
             cells.append(run.get("optimizer") or MISSING)
         elif key == "lr":
-            cells.append(Text(_num(run.get("lr"), ".3g"), justify="right"))
+            cells.append(Text(compact_number(run.get("lr"), widths["lr"]), justify="right"))
         elif key == "status":
             cells.append(Text(status, style=status_style(status)))
         elif key == "epoch" and run.get("kind") == LRFIND_KIND:  # an LR range test counts steps, not epochs
@@ -239,8 +354,7 @@ def run_cells(run: dict, now: float, keys: Iterable[str], selected: bool, widths
         elif key == "loss":
             loss = run.get("train_loss")
             style = "dark_orange" if isinstance(loss, float) and not math.isfinite(loss) else ""
-            cells.append(Text(_num(loss, ".4f" if loss is not None and abs(loss) < 100 else ".3g"),
-                              style=style, justify="right"))
+            cells.append(Text(compact_number(loss, widths["loss"], ".4f"), style=style, justify="right"))
         elif key == "acc":
             acc = run.get("best_val_acc")
             cells.append(Text(_num(None if acc is None else 100 * acc, ".1f") + ("%" if acc is not None else ""),

@@ -29,12 +29,16 @@ def state_text(state: str, message: str | None, runs_dir: str) -> Text:
     return text
 
 
-def info_text(shown: int, total: int, selected: int, sort_label: str | None, reverse: bool, filter_text: str) -> Text:
-    """The status line under the table: `14 of 36 runs  2 selected  sorted by age ▲  filter: exp:lr_sweep`."""
+def info_text(shown: int, total: int, selected: int, sort_label: str | None, reverse: bool, filter_text: str,
+              common: str = "") -> Text:
+    """The status line under the table: `14 of 36 runs  2 selected  opt adam · lr 0.01 for all  sorted
+    by age ▲  filter: exp:lr_sweep` (`common`: the values the table leaves out because every shown run has them)."""
     text = Text()
     text.append(f"{shown} of {total} runs" if shown != total else f"{total} runs", style="bold")
     if selected:
         text.append(f"  {selected} selected", style="bold yellow")
+    if common:  # before the sort and filter: at 80 columns the line is cut at the end
+        text.append(f"  {common}")
     if sort_label is not None:
         text.append(f"  sorted by {sort_label} {'▼' if reverse else '▲'}", style="dim")
     if filter_text:

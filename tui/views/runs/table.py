@@ -31,6 +31,18 @@ class RunsTable(FastDataTable):
         key = self.row_key_at(self.cursor_row)
         return key.value if key is not None else None
 
+    def show_run(self, run_id: str | None) -> str | None:
+        """Put the cursor on `run_id` and scroll it into view; with None, on the first row and scrolled to the
+        top. Returns the run the cursor is on."""
+        if not self.row_count:
+            return None
+        if run_id is not None:
+            self.move_cursor(row=self.get_row_index(run_id), animate=False)
+        else:
+            self.move_cursor(row=0, animate=False)
+            self.scroll_to(y=0, animate=False)
+        return self.cursor_run_id()
+
     def row_ids(self) -> list[str]:
         """Run ids in display order."""
         return [key.value for key in self.ordered_keys()]

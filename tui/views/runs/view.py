@@ -20,8 +20,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from tui.views.runs.columns import (COLUMN_BY_KEY, COLUMNS, CONFIG_PREFIX, MARK, NARROW_WIDTH, SELECT_STYLE, SORTABLE,
-                                    age_cell, config_columns_of, config_keys_of, fit_columns,
-                                    run_cells, sort_func)
+                                    age_cell, config_columns_of, constant_columns, constant_text, fit_columns,
+                                    id_order, layout_changed, run_cells, run_id_width, sort_func)
 from tui.views.runs.filter import RunFilter
 from tui.views.runs.table import RunsTable
 
@@ -75,6 +75,7 @@ class RunsView(Vertical):
         self.keys: list[str] = []
         self.widths: dict[str, int] = {}
         self.config_columns: list = []
+        self.run_width, self.constant = None, {}  # the longest shown id; opt/lr/net values every shown run has
         self.state = LOADING
         self._cells: dict[str, list] = {}  # run id -> cells shown (to update only what changed)
         self._visible: set[str] = set()
@@ -106,7 +107,7 @@ class RunsView(Vertical):
     # -- columns ----------------------------------------------------------------------------------------------------
     def _setup_columns(self, width: int, force: bool = False, refill: bool = True) -> None:
         self._width = width
-        keys, widths = fit_columns(width, self.config_columns)
+        keys, widths = fit_columns(width, self.config_columns, self.run_width, self.constant)
         if keys == self.keys and widths == self.widths and not force:
             return
         self.narrow = width < NARROW_WIDTH
@@ -136,12 +137,14 @@ class RunsView(Vertical):
     def on_resize(self) -> None:
         self._setup_columns(self.app.size.width)
 
-    def _refit_config_columns(self, runs: list[dict]) -> bool:
-        """Columns for the grid keys that vary between the shown runs; True when they changed."""
-        columns = config_columns_of(self.model, [run["id"] for run in runs])
-        if [c.key for c in columns] == [c.key for c in self.config_columns]:
+    def _refit_layout(self, runs: list[dict]) -> bool:
+        """Fit the columns to the shown runs (varying grid keys, longest id, constant columns); True if changed."""
+        run_ids = [run["id"] for run in runs]
+        columns = config_columns_of(self.model, run_ids)
+        layout = ([c.key for c in columns], run_id_width(run_ids), constant_columns(runs))
+        if layout == ([c.key for c in self.config_columns], self.run_width, self.constant):
             return False
-        self.config_columns = columns
+        self.config_columns, self.run_width, self.constant = columns, layout[1], layout[2]
         if self.sort_key.startswith(CONFIG_PREFIX) and self.sort_key not in [c.key for c in columns]:
             self.sort_key, self.sort_reverse = "age", False
         return True
@@ -168,7 +171,7 @@ class RunsView(Vertical):
                     if self.filter.matches(run, self.model.flat(run["id"]), now)]
         else:
             runs = list(self.model.runs.values())
-        if refit and self._refit_config_columns(runs):
+        if refit and self._refit_layout(runs):
             self._setup_columns(self._width or self.app.size.width, force=True, refill=False)
         table = self.table
         table.clear()
@@ -249,8 +252,8 @@ class RunsView(Vertical):
         if len(new) > self.FIRST_ROWS and self.paused:
             self._stale = True  # thousands of new rows while another tab is shown: rebuild when shown again
             return
-        if len(new) > self.FIRST_ROWS or (new and self._new_config_keys(new)):
-            self.rebuild()  # many new runs (the first poll), or new runs that vary in other keys
+        if len(new) > self.FIRST_ROWS or (new and self._new_runs_change_layout(new)):
+            self.rebuild()  # many new runs (the first poll), or new runs that vary in other keys or are longer
             return
         now = self.clock()
         added = moved = False
@@ -299,12 +302,10 @@ class RunsView(Vertical):
         if changed or removed:
             self.update_info()
 
-    def _new_config_keys(self, new: list[str]) -> bool:
-        """New runs that would change which grid keys vary among the shown ones."""
+    def _new_runs_change_layout(self, new: list[str]) -> bool:
         now, model = self.clock(), self.model
         matching = [rid for rid in new if self.filter.matches(model.runs[rid], model.flat(rid), now)]
-        sample = [rid for rid in list(self._visible)[:200] if rid in model.runs]
-        return bool(matching) and config_keys_of(model, sample + matching) != [c.key for c in self.config_columns]
+        return layout_changed(model, self._visible, matching, self.config_columns, self.run_width, self.constant)
 
     def _update_row(self, run: dict, now: float) -> bool:
         """Update the differing cells of one visible row; True when the sort column's cell changed."""
@@ -357,7 +358,7 @@ class RunsView(Vertical):
             else None
         self.query_one("#runs-info", Static).update(info_text(len(self._visible), len(self.model.runs),
                                                               len(self.selected), sort, self.sort_reverse,
-                                                              self.filter.text))
+                                                              self.filter.text, constant_text(self.constant)))
 
     # -- states: reading, no runs, unreadable store ------------------------------------------------------------
     def show_state(self, state: str, message: str | None) -> None:
@@ -393,7 +394,7 @@ class RunsView(Vertical):
     def target_runs(self) -> list[str]:
         """The runs an action applies to: the selection, else the highlighted run."""
         if self.selected:
-            return sorted(self.selected, key=_sort_id)
+            return sorted(self.selected, key=id_order)
         cursor = self.cursor_run_id()
         return [cursor] if cursor else []
 
@@ -414,6 +415,16 @@ class RunsView(Vertical):
             return
         self.filter = new
         self.rebuild()
+        self._scroll_to_cursor_run()
+        self.call_after_refresh(self._scroll_to_cursor_run)  # again once the new rows' heights are laid out
+
+    def _scroll_to_cursor_run(self) -> None:
+        """After a filter change: the cursor's run in view, else the top (still queued runs: _follow_cursor)."""
+        if self._cursor_run in self._cells or self._cursor_run not in self._visible:
+            first = self.table.show_run(self._cursor_run if self._cursor_run in self._cells else None)
+            if first != self._cursor_run:
+                self._cursor_run = first
+                self.post_message(self.CursorMoved(first))
 
     def set_sort(self, key: str, reverse: bool | None = None) -> None:
         if key not in SORTABLE and not key.startswith(CONFIG_PREFIX):
@@ -484,11 +495,6 @@ class RunsView(Vertical):
     def key_escape(self) -> None:
         if self.query_one("#runs-filter", Input).has_focus:
             self.screen.set_focus(self.table)
-
-
-def _sort_id(run_id: str):
-    head, _, tail = run_id.rpartition(".")
-    return (head, int(tail)) if tail.isdigit() else (run_id, 0)
 
 
 __all__ = ["RunsView", "RunsTable", "RunFilter", "COLUMNS", "LOADING", "EMPTY", "MISSING", "BROKEN", "READY"]
