@@ -289,10 +289,11 @@ def problem_lines(runs: list[dict]) -> list[str]:
 
 
 def format_loss(value) -> str:
-    """0.1234, or 6.12e+09 for a diverged run's loss (not 6120195276.8000)."""
+    """0.1234, or 6.12e+09 for a diverged run's loss (not 6120195276.8000), or 1.73e-05 for a fitted one (not
+    0.0000, which reads as exactly zero)."""
     if value is None:
         return "—"
-    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}"
+    return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.3g}"
 
 
 def final_table(runs: list[dict], width: int = 80):
@@ -434,6 +435,8 @@ LS_FIELDS = ("id", "experiment_id", "net", "dataset", "optimizer", "lr", "seed",
 LS_COLUMNS = ("id", "net", "params", "optimizer", "lr", "status", "epoch", "loss", "best acc")  # loss: latest train loss
 LS_RIGHT = ("params", "lr", "epoch", "loss", "best acc")
 STATUS_COLUMN = LS_COLUMNS.index("status")
+LS_SHORT_HEADERS = {"optimizer": "opt", "best acc": "acc"}  # when the line is too long
+LS_DROPPED_FIRST = ("params", "net")  # then these leave; a value is cut only when even that is not enough
 
 
 def cmd_ls(args) -> int:
@@ -466,32 +469,49 @@ def cmd_ls(args) -> int:
     return 0
 
 
+def format_epoch(epoch) -> str:
+    """600 for a whole epoch, 212.5 inside one (never 600.0: a tenth of an epoch that is not there)."""
+    return f"{epoch or 0:.1f}".removesuffix(".0")
+
+
 def ls_cells(run: dict) -> tuple[str, ...]:
     from experiments.metrics import LRFIND_KIND
 
     lrfind = run.get("kind") == LRFIND_KIND  # an LR range test: lr is its suggestion, and it counts steps
     return (run["id"], run["net"] or "—", f"{run['params']:,}" if isinstance(run.get("params"), int) else "—",
             run["optimizer"] or "—", f"{run['lr']:.3g}" if run["lr"] is not None else "—", run["shown_status"],
-            f"{run['step'] or 0} st" if lrfind else f"{run['epoch'] or 0:.1f}/{run['epochs']}",
+            f"{run['step'] or 0} st" if lrfind else f"{format_epoch(run['epoch'])}/{run['epochs']}",
             format_loss(run["train_loss"]) if not lrfind else "—",
             f"{run['best_val_acc']:.3f}" if run["best_val_acc"] is not None else "—")
 
 
 def ls_text(runs: list[dict], width: int):
     """The run list as one Rich Text: columns padded here, statuses coloured. (A rich Table took 9 s for 10,000
-    runs; this takes 0.2 s.) Ids are never cut (users copy them into `show` and `stop`); the weights count is left
-    out when it does not fit; then the widest other column gives way with an ellipsis."""
+    runs; this takes 0.2 s.) Ids are never cut (users copy them into `show` and `stop`). When the line is too long
+    the headers get shorter, then the weights count and the net leave; only then does the widest other column give
+    way with an ellipsis."""
     from rich.text import Text
 
     from experiments.report import status_style
 
     rows = [ls_cells(r) for r in runs]
     keep = list(range(len(LS_COLUMNS)))
-    widths = [max(len(LS_COLUMNS[i]), *(len(row[i]) for row in rows)) for i in keep]
+    headers = list(LS_COLUMNS)
+    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in keep]
     widths[STATUS_COLUMN] = max(widths[STATUS_COLUMN], 9)
-    if sum(widths) + 2 * (len(widths) - 1) > width:
-        keep.remove(LS_COLUMNS.index("params"))
-    while sum(widths[i] for i in keep) + 2 * (len(keep) - 1) > width:
+
+    def total() -> int:
+        return sum(widths[i] for i in keep) + 2 * (len(keep) - 1)
+
+    for name, short in LS_SHORT_HEADERS.items():  # shorter headers, then fewer columns, before any cut value
+        i = LS_COLUMNS.index(name)
+        if total() > width:
+            headers[i] = short
+            widths[i] = max(len(short), *(len(row[i]) for row in rows))
+    for name in LS_DROPPED_FIRST:
+        if total() > width:
+            keep.remove(LS_COLUMNS.index(name))
+    while total() > width:
         widest = max((i for i in keep if i not in (0, STATUS_COLUMN)), key=lambda i: widths[i])
         if widths[widest] <= 6:
             break
@@ -504,7 +524,7 @@ def ls_text(runs: list[dict], width: int):
 
     before, after = [i for i in keep if i < STATUS_COLUMN], [i for i in keep if i > STATUS_COLUMN]
     text = Text()
-    text.append("  ".join(cell(LS_COLUMNS[i], i) for i in keep).rstrip() + "\n", style="bold")
+    text.append("  ".join(cell(headers[i], i) for i in keep).rstrip() + "\n", style="bold")
     for row in rows:
         text.append("  ".join(cell(row[i], i) for i in before) + "  ")
         text.append(cell(row[STATUS_COLUMN], STATUS_COLUMN), style=status_style(row[STATUS_COLUMN]))
@@ -708,6 +728,7 @@ def non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mxdash", description="MXNet/Gluon experiments in the terminal")
     sub = parser.add_subparsers(dest="command")
+    parser.commands = sub.choices  # name -> subparser, filled as commands are added below
 
     def command(name, func, help_text, json_flag=True):
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -774,15 +795,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_first(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`mxdash` and `mxdash --runs-dir X` open the dashboard; `mxdash --runs-dir X ls` is `mxdash ls --runs-dir X`
+    (each command owns its --runs-dir, so a leading one moves behind the command it precedes)."""
+    if not argv:
+        return ["tui"]
+    if not argv[0].startswith("--runs-dir"):
+        return list(argv)
+    option = argv[:1] if "=" in argv[0] else argv[:2]
+    rest = argv[len(option):]
+    if rest and rest[0] in parser.commands:
+        return [rest[0], *option, *rest[1:]]
+    return ["tui", *argv]
+
+
 def main(argv=None) -> int:
     from experiments.config import ConfigError
     from experiments.export import ExportError
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if not argv or argv[0].startswith("--runs-dir"):
-        argv = ["tui", *argv]
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_command_first(argv, parser))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import PROJECT, cli
+from conftest import PROJECT, cli, create_runs
 from experiments.store import Store
 
 SWEEP = """
@@ -196,6 +196,51 @@ def test_unknown_ids_and_missing_runs_dir_exit_2(tmp_path):
                     ["export", "nope", "--out", tmp_path / "x"]):
         result = cli(*command, "--runs-dir", tmp_path / "runs")
         assert result.returncode == 2 and "unknown run or experiment id: nope" in result.stderr, command
+
+
+def test_runs_dir_before_the_command_is_the_same_as_after_it(tmp_path):
+    """`mxdash --runs-dir X` opens the dashboard on X, so `mxdash --runs-dir X ls` reads as that command on X (as
+    `git -C X log` does), not as "unrecognized arguments: ls"."""
+    store, run_ids = create_runs(tmp_path / "runs", {"data": {"name": "digits"}, "net": {"name": "mlp"}}, "front")
+    after = cli("ls", "--runs-dir", tmp_path / "runs", "--json")
+    assert after.returncode == 0, after.stderr
+    for before in (["--runs-dir", tmp_path / "runs", "ls", "--json"], [f"--runs-dir={tmp_path / 'runs'}", "ls",
+                                                                          "--json"]):
+        result = cli(*before)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == json.loads(after.stdout)
+        assert [run["id"] for run in json.loads(result.stdout)] == run_ids
+    show = cli("--runs-dir", tmp_path / "runs", "show", run_ids[0])
+    assert show.returncode == 0 and run_ids[0] in show.stdout, show.stderr
+
+
+def test_ls_at_80_columns_cuts_no_value(tmp_path):
+    """`mxdash ls` in an 80-column terminal on the shipped sweeps' kinds of rows (momentum, rmsprop, 600 epochs, a
+    diverged loss, an LR range test) shows every value whole: narrower headers and cells first, then less useful
+    columns leave; "moment…" or "600.0/…" says nothing a user can copy."""
+    from experiments.metrics import LRFIND_KIND
+
+    runs_dir = tmp_path / "runs"
+    store = Store(runs_dir, create=True)
+    configs = [{"net": {"name": "mlp"}, "data": {"name": "digits"}, "optimizer": {"name": name, "lr": lr},
+                "train": {"seed": 0, "device": "cpu", "epochs": 600}}
+               for name, lr in (("momentum", 0.05), ("rmsprop", 0.0026), ("nesterov", 1.0))]
+    _, run_ids = store.create_experiment("playground", None, configs[0], {}, configs)
+    store.update_run(run_ids[0], status="completed", epoch=600.0, train_loss=1.73e-05, best_val_acc=0.993)
+    store.update_run(run_ids[1], status="running", epoch=212.5, train_loss=0.4586, best_val_acc=0.763)
+    store.update_run(run_ids[2], status="diverged", epoch=3.0, train_loss=6.12e9, best_val_acc=0.1)
+    _, (lrfind_id,) = store.create_experiment("playground-lrfind", None, configs[0], {}, [configs[0]])
+    store.update_run(lrfind_id, kind=LRFIND_KIND, status="completed", step=93, lr=0.089)
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "ls", "--runs-dir", str(runs_dir)],
+                            capture_output=True, text=True, cwd=PROJECT, env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "…" not in result.stdout and max(map(len, lines)) <= 80, result.stdout
+    for run_id, *cells in ((run_ids[0], "momentum", "600/600", "1.73e-05", "0.993"),
+                           (run_ids[1], "rmsprop", "0.0026", "212.5/600", "0.4586"),
+                           (run_ids[2], "nesterov", "diverged", "6.12e+09"), (lrfind_id, "0.089", "93 st")):
+        row = next(line for line in lines if line.startswith(run_id + " "))
+        assert all(f" {cell} " in f" {row} " for cell in cells), (cells, row)
 
 
 def test_newer_schema_is_refused(tmp_path):

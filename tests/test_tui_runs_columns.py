@@ -131,6 +131,16 @@ def test_compact_numbers_fit_their_column():
     assert compact_number(float("nan"), 7, ".4f") == "nan"
 
 
+def test_a_tiny_loss_keeps_its_digits():
+    """A fitted spiral ends at a loss of ~1e-5: `.4f` would print 0.0000, as if it were exactly zero."""
+    from tui.views.runs.columns import compact_number
+
+    assert compact_number(1.73e-05, 7, ".4f") == "1.73e-5"
+    assert compact_number(0.00042, 7, ".4f") == "0.00042"
+    assert compact_number(0.0, 7, ".4f") == "0.0000"
+    assert compact_number(0.0123, 7, ".4f") == "0.0123"
+
+
 @pytest.mark.parametrize("size", SIZES)
 @run_async
 async def test_cells_fit_and_headers_say_which_key(trial_store, size):
