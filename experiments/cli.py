@@ -102,7 +102,7 @@ def cmd_run(args) -> int:
     if args.cluster == "ray":
         scheduler = cluster.start_cluster_scheduler(store, scheduler_id, address, args.parallel, args.per_gpu)
     else:
-        scheduler = launch_scheduler(store, scheduler_id, parallel, threads, args.per_gpu)
+        scheduler = launch_scheduler(store, scheduler_id, parallel, threads, args.per_gpu, args.nice)
     if args.json:
         print(json.dumps({"experiment": exp_id, "runs": run_ids}))
         if args.detach:
@@ -646,7 +646,7 @@ def cmd_resume(args) -> int:
         if address is None:
             for run_id in won:  # home again (or never away): stop, resume and the reaper treat it as local
                 store.update_run(run_id, cluster=None, cluster_task=None, node=None)
-            launch_scheduler(store, scheduler_id, parallel, threads)
+            launch_scheduler(store, scheduler_id, parallel, threads, niceness=args.nice)
         else:
             cluster.start_cluster_scheduler(store, scheduler_id, address, args.parallel, 1)
         started.extend(won)
@@ -705,6 +705,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def niceness(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a niceness 0..19, got {text!r}") from None
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"expected a niceness 0..19, got {text!r}")
+    return value
+
+
+def nice_option(parser: argparse.ArgumentParser) -> None:
+    from experiments.lifecycle import WORKER_NICENESS
+
+    parser.add_argument("--nice", type=niceness, default=WORKER_NICENESS, metavar="N",
+                        help=f"local workers run at niceness N (default {WORKER_NICENESS}: the dashboard and your "
+                             "shell stay responsive while training takes the cores; 0 for the same priority)")
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -746,6 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=positive_int, help="runs at a time (default: one per GPU, else one per core)")
     p.add_argument("--per-gpu", type=positive_int, default=1, help="runs sharing one GPU")
     p.add_argument("--detach", action="store_true", help="return at once; the sweep goes on in the background")
+    nice_option(p)
     p.add_argument("--dry-run", action="store_true", help="validate and print the runs, create nothing")
     p.add_argument("--cluster", choices=("local", "ray"), default="local",
                    help="where runs train: this machine (default) or a Ray cluster")
@@ -783,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-scratch", action="store_true",
                    help="restart from step 0, discarding the checkpoint (for a missing or damaged one)")
     p.add_argument("--wait", action="store_true", help="follow the resumed runs until they end")
+    nice_option(p)
     p.add_argument("--cluster", choices=("local", "ray"), help="where to resume (default: where each run ran)")
     p.add_argument("--address", help="with --cluster ray: auto, HOST:PORT or local")
     p = command("gc", cmd_gc, "delete runs and their files (default: failed, lost, stopped, diverged)",

@@ -954,12 +954,17 @@ class Store:
         return self.conn.execute("SELECT run_id, key, MAX(id) FROM artifacts WHERE id > ? GROUP BY run_id, key",
                                  (after_id,)).fetchall()
 
-    def newest_artifacts(self, run_id: str, key: str, limit: int, after_id: int = 0) -> list[dict]:
+    def newest_artifacts(self, run_id: str, key: str, limit: int, after_id: int = 0,
+                         decode: bool = True) -> list[dict]:
         """Up to `limit` of the newest artifacts of one key of a run with id > `after_id`, oldest first (the same
-        dicts as `artifacts`; the (run_id, key, id) index, read backwards)."""
+        dicts as `artifacts`; the (run_id, key, id) index, read backwards). `decode=False` leaves each payload as
+        its JSON text, for a reader that decodes only what it shows."""
         rows = self.conn.execute("SELECT id, step, epoch, wall, key, payload FROM artifacts WHERE run_id = ? AND "
                                  "key = ? AND id > ? ORDER BY id DESC LIMIT ?",
                                  (run_id, key, after_id, int(limit))).fetchall()
+        if not decode:
+            return [{"id": r[0], "step": r[1], "epoch": r[2], "wall": r[3], "key": r[4], "payload": r[5]}
+                    for r in reversed(rows)]
         return [self._artifact(row) for row in reversed(rows)]
 
     def _plain_rows(self, query: str, args) -> list[dict]:

@@ -858,3 +858,42 @@ async def test_launch_form_default_writes_the_file_its_preview_planned_and_mxdas
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "2 runs" in done.stdout and not (tmp_path / "dry").exists()
+
+
+@run_async
+async def test_a_poll_that_changes_no_width_asks_for_no_layout(runs_store):
+    """New metrics of a running run change the loss cell, not the size of anything: the top bar and the Runs status
+    line repaint in place (or not at all). A layout request re-arranges and repaints the whole screen, and did so on
+    every poll, while a key press waited behind it."""
+    from textual.widget import Widget
+
+    app = make_app(runs_store)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        writer = Store(runs_store)
+        running = writer.list_runs(status="running")[0]["id"]
+        step = writer.get_run(running)["step"] or 0
+        layouts = []
+        real_refresh = Widget.refresh
+
+        def recording(self, *regions, repaint=True, layout=False, recompose=False):
+            if layout and self.id in ("topbar-counts", "topbar-live", "machine-status", "runs-info"):
+                layouts.append(self.id)
+            return real_refresh(self, *regions, repaint=repaint, layout=layout, recompose=recompose)
+
+        Widget.refresh = recording
+        try:
+            for i in range(1, 4):
+                writer.append_metrics(running, [(step + i, 1.0, FROZEN_NOW, "train_loss", 0.5 + i / 100)],
+                                      {"step": step + i, "train_loss": 0.5 + i / 100})
+                await refresh(pilot)
+                assert app.model.runs[running]["train_loss"] == 0.5 + i / 100
+        finally:
+            Widget.refresh = real_refresh
+        assert layouts == []
+        before_end = str(app.main.query_one("#topbar-counts").render())
+        # a text of another width is still shown (with a layout): the counts lose "1 running" when the run ends
+        writer.finish_run(running, "completed")
+        await refresh(pilot)
+        assert app.model.runs[running]["status"] == "completed"
+        assert str(app.main.query_one("#topbar-counts").render()) != before_end, before_end

@@ -25,12 +25,12 @@ KEYS = ("boundary", "boundary_points", "confusion")
 
 
 class CountingStore(Store):
-    """The real store, counting the artifact rows it decodes (what the poller pays for)."""
+    """The real store, counting the artifact rows it reads (what the poller pays for)."""
 
     decoded = 0
 
-    def newest_artifacts(self, run_id, key, limit, after_id=0):
-        rows = super().newest_artifacts(run_id, key, limit, after_id)
+    def newest_artifacts(self, run_id, key, limit, after_id=0, decode=True):
+        rows = super().newest_artifacts(run_id, key, limit, after_id, decode)
         CountingStore.decoded += len(rows)
         return rows
 
@@ -46,6 +46,27 @@ def poll_all(poller: Poller, model: DashboardModel, limit: int = 50) -> int:
     return polls
 
 
+def test_payloads_are_decoded_only_when_a_view_uses_them(tmp_path, monkeypatch):
+    """Reading frames costs no JSON decode in the poll worker; the first use of a payload decodes it, once."""
+    import tui.artifacts as artifacts
+
+    decoded = []
+    real = artifacts.decode_payload
+    monkeypatch.setattr(artifacts, "decode_payload", lambda key, payload: decoded.append(key) or real(key, payload))
+    runs_dir = make_lesson_store(tmp_path / "runs")
+    poller, model = Poller(runs_dir), DashboardModel()
+    poll_all(poller, model)
+    poller.set_wanted(PLAYGROUND, {key: PLAYGROUND for key in KEYS})
+    poll_all(poller, model)
+    frames = model.artifacts["playground-1.2"]["boundary"].items
+    assert [f.step for f in frames] == [20, 40, 60] and decoded == []
+    latest = frames[-1].payload
+    assert decoded == ["boundary"] and latest["pred"].dtype == np.uint8
+    assert frames[-1].payload is latest and decoded == ["boundary"]  # decoded once
+    stored = Store(runs_dir).newest_artifacts("playground-1.2", "boundary", 1)[0]["payload"]
+    assert latest["pred"].tolist() == stored["pred"] and latest["classes"] == stored["classes"]
+
+
 def test_the_poller_reads_only_new_artifact_rows(tmp_path):
     runs_dir = make_lesson_store(tmp_path / "runs")
     poller, model = Poller(runs_dir, store_factory=CountingStore), DashboardModel()
@@ -53,7 +74,7 @@ def test_the_poller_reads_only_new_artifact_rows(tmp_path):
     poller.set_wanted(PLAYGROUND, {key: PLAYGROUND for key in KEYS})
     CountingStore.decoded = 0
     poll_all(poller, model)
-    assert CountingStore.decoded == 4 * (3 + 1 + 3)  # every frame, the points, every confusion matrix, once
+    assert CountingStore.decoded == 4 * (3 + 1 + 3)  # every frame, the points, every confusion matrix, once read
     assert [f.step for f in model.artifacts["playground-1.2"]["boundary"].items] == [20, 40, 60]
     assert isinstance(model.artifacts["playground-1.2"]["boundary"].items[0].payload["pred"], np.ndarray)
     assert model.experiments["playground-1"]["file"] == "experiments/playground.toml"

@@ -7,13 +7,15 @@ How `ArtifactReader.read` reads (inside the poller's read snapshot, through the 
 - after that only new rows: `artifact_heads(head)` names the (run, key) pairs that got rows since the previous poll
   (a range of the primary key, so only the new rows are visited) and only those are read, each past its own tail.
   Artifact ids are AUTOINCREMENT: a new row always has a larger id than every row read before;
-- first reads decode at most ROWS_PER_POLL payloads per poll: 64 playground runs hold ~3,500 boundary frames of
-  16 KB JSON each, and decoding them at once held the GIL for over a second (key presses waited behind it); the rest
-  is read by the next polls, at once.
-Boundary payloads become numpy arrays here (uint8 classes and confidences), so a render only indexes them.
+- first reads fetch at most ROWS_PER_POLL payloads per poll: 64 playground runs hold ~3,500 boundary frames of
+  16 KB JSON each; the rest is read by the next polls, at once;
+- payloads stay JSON text until a view uses one (`Artifact.payload`): decoding every frame held the GIL for over a
+  second on a first read and ~30 ms per poll while 2 playground runs trained, and key presses waited behind it.
+Boundary payloads become numpy arrays when decoded (uint8 classes and confidences), so a render only indexes them.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -28,12 +30,26 @@ DEFAULT_KEEP = 1000
 ROWS_PER_POLL = 400  # payloads decoded by first reads in one poll (~0.4 ms per boundary frame)
 
 
-@dataclass
 class Artifact:
-    id: int
-    step: int
-    epoch: float
-    payload: dict
+    """One artifact row. Its JSON payload is decoded on first use (`payload`), by whichever thread needs it first:
+    a live playground run records ~40 boundary frames a second and the Boundaries view draws one per run, so
+    decoding every frame in the poll worker (~0.4 ms each, holding the GIL) was most of the poller's CPU and made
+    key presses wait behind it (benchmarks/tui_bench.py, 2 runs training)."""
+
+    __slots__ = ("id", "step", "epoch", "key", "_raw", "_payload")
+
+    def __init__(self, id: int, step: int, epoch: float, payload=None, key: str = "", raw: str | None = None):
+        self.id, self.step, self.epoch, self.key = id, step, epoch, key
+        self._payload, self._raw = payload, raw
+
+    @property
+    def payload(self):
+        if self._raw is not None:  # two threads decoding at once both get equal payloads: no lock needed
+            self._payload, self._raw = decode_payload(self.key, json.loads(self._raw)), None
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"Artifact(id={self.id}, step={self.step}, key={self.key!r})"
 
 
 @dataclass
@@ -76,8 +92,8 @@ class ArtifactLog:
         self.version += 1
 
 
-def decode(key: str, row: dict) -> Artifact:
-    payload = row["payload"]
+def decode_payload(key: str, payload):
+    """A decoded JSON payload as the views use it: boundary maps and points become numpy arrays."""
     if key == ARTIFACT_BOUNDARY and isinstance(payload, dict):
         payload = dict(payload)
         payload["pred"] = np.asarray(payload["pred"], dtype=np.uint8)
@@ -85,7 +101,15 @@ def decode(key: str, row: dict) -> Artifact:
     elif key == ARTIFACT_BOUNDARY_POINTS and isinstance(payload, dict):
         payload = {"points": np.asarray(payload["points"], dtype=np.float64).reshape(-1, 2),
                    "labels": np.asarray(payload["labels"], dtype=np.int64)}
-    return Artifact(int(row["id"]), int(row["step"]), float(row["epoch"]), payload)
+    return payload
+
+
+def decode(key: str, row: dict) -> Artifact:
+    """An artifact of a store row; a row read with `decode=False` (payload still JSON text) is decoded later."""
+    payload = row["payload"]
+    if isinstance(payload, str):
+        return Artifact(int(row["id"]), int(row["step"]), float(row["epoch"]), key=key, raw=payload)
+    return Artifact(int(row["id"]), int(row["step"]), float(row["epoch"]), decode_payload(key, payload), key=key)
 
 
 class ArtifactReader:
@@ -125,7 +149,7 @@ class ArtifactReader:
                 tail = self.tails.get((run_id, key))
                 if tail is not None and newest > tail:
                     self._add(batch, run_id, key, store.newest_artifacts(run_id, key, KEEP.get(key, DEFAULT_KEEP),
-                                                                         after_id=tail))
+                                                                         after_id=tail, decode=False))
             self.head = top
         budget = self.rows_per_poll
         self.pending = False
@@ -133,7 +157,7 @@ class ArtifactReader:
             if budget <= 0:
                 self.pending = True
                 break
-            rows = store.newest_artifacts(run_id, key, FIRST_READ.get(key, DEFAULT_FIRST_READ))
+            rows = store.newest_artifacts(run_id, key, FIRST_READ.get(key, DEFAULT_FIRST_READ), decode=False)
             self.tails[(run_id, key)] = 0
             self._add(batch, run_id, key, rows)
             budget -= len(rows)

@@ -70,9 +70,14 @@ class KeysFooter(CachedFooter):
     def compose(self) -> ComposeResult:
         if not self.bindings_ready:
             return
+        # `compact` is given to each key as it is made, not data-bound as Footer does: the binding set it again at
+        # mount and its watcher restyled every key, ~20% of the first switch to a view (its keys are new then).
+        # The signature holds `compact`, so a change of it makes a new set.
         for key, display, description, action, enabled, tooltip in self.fitted():
-            yield self.footer_key(key, display, description, action, disabled=not enabled,
-                            tooltip=tooltip).data_bind(compact=KeysFooter.compact)
+            widget = self.footer_key(key, display, description, action, disabled=not enabled, tooltip=tooltip,
+                                     classes="-compact" if self.compact else "")
+            widget.set_reactive(type(widget).compact, self.compact)
+            yield widget
         entry = self._palette()
         if entry is not None:
             binding = entry.binding

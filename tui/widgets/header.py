@@ -11,6 +11,7 @@ from textual.widgets import Static
 from experiments.metrics import DIVERGED, FAILED, LOST, QUEUED, RUNNING, STALE
 from tui.machine import MachineStatus
 from tui.status import status_style
+from tui.widgets.live_text import LiveText
 
 GIB = 1024 ** 3
 
@@ -58,7 +59,7 @@ def counts_text(statuses: Counter, total: int) -> Text:
     return text
 
 
-class MachineStatusWidget(Static):
+class MachineStatusWidget(LiveText):
     """CPU / memory / GPU use, refreshed by the app's machine worker."""
 
     DEFAULT_CLASSES = "machine-status"
@@ -69,7 +70,7 @@ class MachineStatusWidget(Static):
 
     def show(self, status: MachineStatus) -> None:
         self.status = status
-        self.update(machine_text(status, compact=self.app.size.width < 110 or len(status.gpus) > 1))
+        self.show_text(machine_text(status, compact=self.app.size.width < 110 or len(status.gpus) > 1))
 
     def on_resize(self) -> None:
         if self.status is not None:
@@ -85,12 +86,12 @@ class TopBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble(("mxdash", "bold"), "  ", (self.runs_dir, "dim")), id="topbar-title")
-        yield Static("", id="topbar-counts")
-        yield Static("", id="topbar-live")
+        yield LiveText("", id="topbar-counts")
+        yield LiveText("", id="topbar-live")
         yield MachineStatusWidget(id="machine-status")
 
     def show_counts(self, statuses: Counter, total: int) -> None:
-        self.query_one("#topbar-counts", Static).update(counts_text(statuses, total))
+        self.query_one("#topbar-counts", LiveText).show_text(counts_text(statuses, total))
 
     def show_live(self, text: Text | str) -> None:
-        self.query_one("#topbar-live", Static).update(text)
+        self.query_one("#topbar-live", LiveText).show_text(text)

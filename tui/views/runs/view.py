@@ -23,9 +23,9 @@ from tui.views.runs.columns import (COLUMN_BY_KEY, COLUMNS, CONFIG_PREFIX, MARK,
                                     age_cell, config_columns_of, constant_columns, constant_text, fit_columns,
                                     id_order, layout_changed, run_cells, run_id_width, sort_func)
 from tui.views.runs.filter import RunFilter
-from tui.views.runs.table import RunsTable
-
 from tui.views.runs.states import BROKEN, EMPTY, LOADING, MISSING, READY, info_text, state_text
+from tui.views.runs.table import RunsTable
+from tui.widgets.live_text import LiveText
 
 
 class RunsView(Vertical):
@@ -94,7 +94,7 @@ class RunsView(Vertical):
                     id="runs-filter")
         yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True, cell_padding=1)
         yield Static("", id="runs-empty")
-        yield Static("", id="runs-info")
+        yield LiveText("", id="runs-info")
 
     @property
     def table(self) -> RunsTable:
@@ -356,7 +356,7 @@ class RunsView(Vertical):
     def update_info(self) -> None:
         sort = self._column(self.sort_key).label if self.sort_key in self.keys or self.sort_key in COLUMN_BY_KEY \
             else None
-        self.query_one("#runs-info", Static).update(info_text(len(self._visible), len(self.model.runs),
+        self.query_one("#runs-info", LiveText).show_text(info_text(len(self._visible), len(self.model.runs),
                                                               len(self.selected), sort, self.sort_reverse,
                                                               self.filter.text, constant_text(self.constant)))
 
