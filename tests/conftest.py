@@ -32,9 +32,9 @@ def create_runs(runs_dir: Path, raw: dict, name: str = "t") -> tuple:
     return store, run_ids
 
 
-def cli(*args, cwd=None, timeout=300):
+def cli(*args, cwd=None, timeout=300, env=None):
     """Run `mxdash ...` in a subprocess (as a user would); returns CompletedProcess with text output."""
     import subprocess
 
     return subprocess.run([sys.executable, "-m", "experiments.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or PROJECT, timeout=timeout)
+                          cwd=cwd or PROJECT, timeout=timeout, env=env)

@@ -9,12 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from conftest import PROJECT, cli
 from experiments.store import Store
+from sweeps import SweepHelpers, train_loss_steps
 
 if os.environ.get("CI"):
     import ray  # noqa: F401  CI installs the cluster extra: a missing Ray must fail there, not skip
@@ -23,41 +23,8 @@ else:
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
-SWEEP = """
-[experiment]
-name = "{name}"
-[data]
-name = "digits"
-[net]
-name = "mlp"
-hidden = [32]
-[optimizer]
-name = "momentum"
-lr = 0.05
-[train]
-epochs = {epochs}
-batch_size = {batch_size}
-log_every = 5
-seed = 7
-[grid]
-{grid}
-"""
-
-
-def experiment(tmp_path, name, epochs=3, batch_size=64, grid='"optimizer.lr" = [0.1]'):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(SWEEP.format(name=name, epochs=epochs, batch_size=batch_size, grid=grid))
-    return path
-
-
-def wait_for(predicate, timeout, period=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(period)
-    raise AssertionError(f"timed out after {timeout}s")
+SWEEPS = SweepHelpers()
+experiment, start_detached, wait_for = SWEEPS.experiment, SWEEPS.start_detached, SWEEPS.wait_for
 
 
 def raylet_pids(cluster) -> list[int]:
@@ -125,10 +92,7 @@ def test_stop_a_running_and_a_queued_cluster_run(tmp_path, cluster):
     runs_dir = tmp_path / "runs"
     # 3 runs on 2 CPUs: two train, the third waits in Ray's queue
     path = experiment(tmp_path, "stop", epochs=400, batch_size=16, grid='"optimizer.lr" = [0.01, 0.02, 0.03]')
-    result = cli("run", path, "--cluster", "ray", "--address", cluster.address, "--detach", "--json",
-                 "--runs-dir", runs_dir)
-    assert result.returncode == 0, result.stderr
-    first, second, third = json.loads(result.stdout)["runs"]
+    first, second, third = start_detached(path, runs_dir, "--cluster", "ray", "--address", cluster.address)["runs"]
     store = Store(runs_dir)
     wait_for(lambda: all((store.get_run(r)["step"] or 0) > 20 for r in (first, second)), 120)
     assert store.get_run(third)["status"] == "queued"
@@ -172,10 +136,7 @@ def test_killing_a_node_marks_its_run_lost_and_resume_finishes_it_on_another_nod
     runs_dir = tmp_path / "runs"
     # one run per node (3 nodes, 1 CPU each)
     path = experiment(tmp_path, "kill", epochs=200, batch_size=32, grid='"optimizer.lr" = [0.01, 0.02, 0.03]')
-    result = cli("run", path, "--cluster", "ray", "--address", cluster.address, "--detach", "--json",
-                 "--runs-dir", runs_dir)
-    assert result.returncode == 0, result.stderr
-    run_ids = json.loads(result.stdout)["runs"]
+    run_ids = start_detached(path, runs_dir, "--cluster", "ray", "--address", cluster.address)["runs"]
     store = Store(runs_dir)
 
     def on_victim():
@@ -205,7 +166,7 @@ def test_killing_a_node_marks_its_run_lost_and_resume_finishes_it_on_another_nod
     log = store.log_path(victim_run).read_text()
     resumed_at = int(log.split(f"resuming {victim_run} at step ")[1].split(":")[0])
     assert resumed_at > 0 and f"checkpoint of step {resumed_at} fetched from the head" in log
-    steps = [row[1] for row in store.metrics_since(victim_run, keys=["train_loss"])]
+    steps = train_loss_steps(store, victim_run)
     assert steps == sorted(set(steps)) and steps[-1] == run["total_steps"]  # no step twice, none missing at the end
 
 

@@ -13,48 +13,10 @@ import pytest
 
 from conftest import PROJECT, cli, create_runs
 from experiments.store import Store
+from sweeps import SweepHelpers, train_loss_steps
 
-SWEEP = """
-[experiment]
-name = "{name}"
-[data]
-name = "digits"
-[net]
-name = "mlp"
-hidden = [32]
-[optimizer]
-name = "momentum"
-lr = 0.05
-[train]
-epochs = {epochs}
-batch_size = {batch_size}
-log_every = 5
-seed = 7
-[grid]
-{grid}
-"""
-
-
-def experiment(tmp_path, name="sweep", epochs=3, batch_size=64, grid='"optimizer.lr" = [0.1]'):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(SWEEP.format(name=name, epochs=epochs, batch_size=batch_size, grid=grid))
-    return path
-
-
-def ls(runs_dir, *extra) -> list[dict]:
-    result = cli("ls", "--json", "--runs-dir", runs_dir, *extra)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def wait_for(predicate, timeout, period=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(period)
-    raise AssertionError(f"timed out after {timeout}s")
+SWEEPS = SweepHelpers()
+experiment, ls, start_detached, wait_for = SWEEPS.experiment, SWEEPS.ls, SWEEPS.start_detached, SWEEPS.wait_for
 
 
 class PollingReader(threading.Thread):
@@ -96,7 +58,7 @@ def test_parallel_sweep_of_8_runs_completes_intact_while_a_reader_polls(tmp_path
     runs = store.list_runs()
     assert len(runs) == 8 and {r["status"] for r in runs} == {"completed"}
     for run in runs:
-        steps = [row[1] for row in store.metrics_since(run["id"], keys=["train_loss"])]
+        steps = train_loss_steps(store, run["id"])
         assert steps == sorted(set(steps)) and steps[-1] == run["total_steps"]  # no gap at the end, no duplicate
         assert len(store.metrics_since(run["id"], keys=["val_acc"])) == 3
     assert reader.rows == store.conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
@@ -108,16 +70,10 @@ def test_parallel_sweep_of_8_runs_completes_intact_while_a_reader_polls(tmp_path
     assert sum(e.startswith("forked ") for e in events[:first_end]) == 4
 
 
-def start_detached(tmp_path, path, runs_dir, *extra):
-    result = cli("run", path, "--detach", "--json", "--runs-dir", runs_dir, *extra)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def test_kill_9_marks_the_run_lost_within_10s_and_resume_finishes_it(tmp_path):
     runs_dir = tmp_path / "runs"
     path = experiment(tmp_path, name="long", epochs=40, batch_size=8)
-    started = start_detached(tmp_path, path, runs_dir)
+    started = start_detached(path, runs_dir)
     run_id = started["runs"][0]
     store = Store(runs_dir)
     checkpoint = store.run_dir(run_id) / "checkpoint.json"
@@ -139,7 +95,7 @@ def test_kill_9_marks_the_run_lost_within_10s_and_resume_finishes_it(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     run = store.get_run(run_id)
     assert run["status"] == "completed" and run["step"] == run["total_steps"]
-    steps = [row[1] for row in store.metrics_since(run_id, keys=["train_loss"])]
+    steps = train_loss_steps(store, run_id)
     assert steps == sorted(set(steps))  # the resumed worker did not duplicate rows
 
 
@@ -168,7 +124,7 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path):
     runs_dir = tmp_path / "runs"
     path = experiment(tmp_path, name="stopresume", epochs=30, batch_size=8,
                       grid='"experiment.description" = ["straight", "stopped"]')
-    started = start_detached(tmp_path, path, runs_dir, "--parallel", "2")
+    started = start_detached(path, runs_dir, "--parallel", "2")
     straight_id, stopped_id = started["runs"]
     store = Store(runs_dir)
     wait_for(lambda: store.get_run(stopped_id)["step"] > 100, 90)

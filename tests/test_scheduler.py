@@ -5,86 +5,28 @@ through wall-clock comparisons or sleeps.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import PROJECT, cli
 from experiments.store import Store
+from sweeps import SweepHelpers, train_loss_steps
 
-SWEEP = """
-[experiment]
-name = "{name}"
-[data]
-name = "digits"
-[net]
-name = "mlp"
-hidden = [32]
-[optimizer]
-name = "momentum"
-lr = 0.05
-[train]
-epochs = {epochs}
-batch_size = {batch_size}
-log_every = 5
-probe_every = 50
-seed = 7
-[grid]
-{grid}
-"""
-
-
-def experiment(tmp_path, name, epochs=3, batch_size=64, grid='"optimizer.lr" = [0.1]') -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(SWEEP.format(name=name, epochs=epochs, batch_size=batch_size, grid=grid))
-    return path
-
-
-def wait_for(predicate, timeout, period=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(period)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def ls(runs_dir, *extra, env=None) -> list[dict]:
-    result = subprocess.run([sys.executable, "-m", "experiments.cli", "ls", "--json", "--runs-dir", str(runs_dir),
-                             *extra], capture_output=True, text=True, cwd=PROJECT, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def start_detached(path, runs_dir, *extra, env=None) -> dict:
-    result = subprocess.run([sys.executable, "-m", "experiments.cli", "run", str(path), "--detach", "--json",
-                             "--runs-dir", str(runs_dir), *map(str, extra)], capture_output=True, text=True,
-                            cwd=PROJECT, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+SWEEPS = SweepHelpers(probe_every=50, poll_period=0.1, cli_timeout=120)
+experiment, ls, start_detached, wait_for = SWEEPS.experiment, SWEEPS.ls, SWEEPS.start_detached, SWEEPS.wait_for
+all_ended, detached_run_past = SWEEPS.all_ended, SWEEPS.detached_run_past
 
 
 def scheduler_pid(store: Store, run_id: str) -> int:
     scheduler = wait_for(lambda: (lambda s: s if s and s["pid"] else None)(
         store.get_scheduler(store.get_run(run_id)["scheduler_id"])), 30, what="scheduler pid")
     return scheduler["pid"]
-
-
-def all_ended(runs_dir):
-    runs = ls(runs_dir)
-    return runs if runs and all(r["status"] not in ("queued", "running") for r in runs) else None
-
-
-def train_loss_steps(store, run_id):
-    return [row[1] for row in store.metrics_since(run_id, keys=["train_loss"])]
 
 
 # -- a dead scheduler ------------------------------------------------------------------------------------------------
@@ -117,11 +59,8 @@ def test_kill_9_of_the_scheduler_marks_its_queue_lost_the_foreground_run_says_so
 
 # -- one owner per run -----------------------------------------------------------------------------------------------
 def test_two_concurrent_resumes_exactly_one_trains_and_no_step_is_recorded_twice(tmp_path):
-    runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, "twice", epochs=100, batch_size=16)
-    (run_id,) = start_detached(path, runs_dir)["runs"]
-    store = Store(runs_dir)
-    wait_for(lambda: (store.get_run(run_id)["step"] or 0) > 100, 120, what="some steps")
+    runs_dir, store, run_id = detached_run_past(tmp_path, "twice", epochs=100, step=100, timeout=120,
+                                                what="some steps")
     stop = cli("stop", run_id, "--runs-dir", runs_dir)
     assert f"{run_id}: stopped" in stop.stdout, stop.stdout + stop.stderr
 
@@ -232,11 +171,8 @@ def test_kill_9_at_a_random_step_then_resume_equals_uninterrupted(tmp_path):
 
 # -- liveness from progress ------------------------------------------------------------------------------------------
 def test_a_sigstopped_worker_is_shown_stale_not_running_nor_lost(tmp_path):
-    runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, "frozen", epochs=40, batch_size=16)
-    (run_id,) = start_detached(path, runs_dir)["runs"]
-    store = Store(runs_dir)
-    wait_for(lambda: (store.get_run(run_id)["step"] or 0) > 0, 60, what="first steps")
+    runs_dir, store, run_id = detached_run_past(tmp_path, "frozen", epochs=40, step=0, timeout=60,
+                                                what="first steps")
     pid = store.get_run(run_id)["pid"]
     env = dict(os.environ, MXDASH_STALE_S="2")
     os.kill(pid, signal.SIGSTOP)

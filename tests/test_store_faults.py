@@ -16,7 +16,8 @@ import pytest
 
 from conftest import PROJECT, cli, create_runs
 from experiments.store import Store, StoreWriteError
-from test_scheduler import all_ended, experiment, ls, start_detached, train_loss_steps, wait_for
+from sweeps import train_loss_steps
+from test_scheduler import all_ended, detached_run_past, experiment, ls, start_detached, wait_for
 
 
 def run_to_end(runs_dir, raw, name="t"):
@@ -191,11 +192,8 @@ def test_checkpoint_json_parse_errors_name_the_file(tmp_path):
 
 # -- a deleted WAL ---------------------------------------------------------------------------------------------------
 def test_a_wal_deleted_while_a_run_writes_loses_no_row(tmp_path):
-    runs_dir = tmp_path / "runs"
-    path = experiment(tmp_path, "walgone", epochs=30, batch_size=16)
-    (run_id,) = start_detached(path, runs_dir)["runs"]
-    store = Store(runs_dir)
-    wait_for(lambda: (store.get_run(run_id)["step"] or 0) > 50, 120, what="some steps")
+    runs_dir, store, run_id = detached_run_past(tmp_path, "walgone", epochs=30, step=50, timeout=120,
+                                                what="some steps")
     (runs_dir / "mxdash.db-wal").unlink()
     store.close()
     runs = wait_for(lambda: all_ended(runs_dir), 300, 0.5, what="the run's end")

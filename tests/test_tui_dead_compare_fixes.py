@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections import defaultdict
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -25,6 +26,17 @@ async def show(pilot, *keys: str) -> None:
     for key in keys:
         await pilot.press(key)
     await settle(pilot)
+
+
+@asynccontextmanager
+async def view_of_experiment(runs_dir, size, experiment: str, view_key: str):
+    """The app at `size`, its runs filtered to `experiment`, on the view `view_key` opens: yields (app, pilot)."""
+    app = make_app(runs_dir)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        runs_view(app).set_filter(f"exp:{experiment}")
+        await show(pilot, view_key)
+        yield app, pilot
 
 
 def stored_dead(runs_dir, run_ids) -> dict:
@@ -65,11 +77,7 @@ def dead_store(tmp_path):
 @pytest.mark.parametrize("size", SIZES)
 @run_async
 async def test_dead_relu_crosshair_reads_every_runs_layers_as_stored_percentages(dead_store, size):
-    app = make_app(dead_store)
-    async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        runs_view(app).set_filter("exp:dead_relu")
-        await show(pilot, "4")
+    async with view_of_experiment(dead_store, size, "dead_relu", "4") as (app, pilot):
         assert not re.search(r"^step \d+ │", pane_text(app, "dead-pane"), re.M)  # no crosshair yet
         run_ids = app.plan_run_ids()
         assert len(run_ids) == 4
@@ -106,11 +114,7 @@ async def test_dead_relu_crosshair_reads_each_layer_of_a_single_run(dead_store):
 # -- 2. Compare says once what it compares -------------------------------------------------------------------------
 @run_async
 async def test_compare_head_says_once_what_is_compared(dead_store):
-    app = make_app(dead_store)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot)
-        runs_view(app).set_filter("exp:dead_relu")
-        await show(pilot, "5")
+    async with view_of_experiment(dead_store, (160, 48), "dead_relu", "5") as (app, pilot):
         head = str(app.main.query_one("#compare-head").content)
         assert head.startswith("4 runs the filter shows  ←→"), head
         assert head.count("4 runs") == 1, head
@@ -138,11 +142,7 @@ def playground_store(tmp_path):
 @run_async
 async def test_boundary_titles_show_the_accuracy_at_every_width(playground_store, size):
     runs_dir, accuracies = playground_store
-    app = make_app(runs_dir)
-    async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        runs_view(app).set_filter("exp:playground")
-        await show(pilot, "7")
+    async with view_of_experiment(runs_dir, size, "playground", "7") as (app, pilot):
         lines = pane_text(app, "boundary-pane").splitlines()[1:]  # under the header: the maps, a title over each
         titles = "\n".join(line for line in lines if "%" in line)
         assert titles.count("%") == 4, titles
@@ -158,11 +158,7 @@ async def test_boundary_titles_show_the_accuracy_at_every_width(playground_store
 # -- 4. Dead ReLUs at 80 columns: the legend names runs by what differs, the note says how to see the rest -----------
 @run_async
 async def test_dead_relu_at_80_columns_names_runs_by_what_differs_and_says_how_to_see_the_rest(dead_store):
-    app = make_app(dead_store)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        runs_view(app).set_filter("exp:dead_relu")
-        await show(pilot, "4")
+    async with view_of_experiment(dead_store, (80, 24), "dead_relu", "4") as (app, pilot):
         plain = pane_text(app, "dead-pane")
         legend = plain.splitlines()[1]  # under the title: a line per run, named by what differs
         assert "━ relu sgd lr=0.05" in legend and "━ leaky_relu momentum" in legend, legend

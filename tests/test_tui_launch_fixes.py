@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,16 @@ async def highlight(pilot, view, path: Path) -> None:
     await settle(pilot)
 
 
+@asynccontextmanager
+async def launch_view_on(app, path: Path):
+    """The app running at BIG with the Launch view open on `path`: yields (pilot, view)."""
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        app.open_launch(path)
+        await settle(pilot)
+        yield pilot, app.main.query_one("#launch-view")
+
+
 # -- 1. the planned sweep's --set items belong to its experiment -------------------------------------------------
 def test_the_sweeps_overrides_carry_no_range_test_value():
     """The range tests' optimizers start at lr 1e-07: fixing the file's lr axis must not write that value."""
@@ -152,11 +163,7 @@ async def test_the_sweep_planned_by_w_stays_with_its_experiment(tmp_path):
 async def test_enter_on_the_list_goes_to_the_set_field_and_marks_it(tmp_path, experiments_dir):
     runner = FakeRunner()
     app = make_app(tmp_path / "runs", command_runner=runner, experiments_dir=experiments_dir)
-    async with app.run_test(size=BIG) as pilot:
-        await settle(pilot)
-        app.open_launch(experiments_dir / "tiny.toml")
-        await settle(pilot)
-        view = app.main.query_one("#launch-view")
+    async with launch_view_on(app, experiments_dir / "tiny.toml") as (pilot, view):
         view.query_one("#launch-files").focus()
         await pilot.pause()
         set_label, parallel_label = (view.query_one(f"#{wid}").parent.query_one(".form-label")
@@ -193,11 +200,7 @@ def test_check_parallel():
 async def test_parallel_takes_only_one_to_the_number_of_runs(tmp_path, experiments_dir):
     runner = FakeRunner()
     app = make_app(tmp_path / "runs", command_runner=runner, experiments_dir=experiments_dir)
-    async with app.run_test(size=BIG) as pilot:
-        await settle(pilot)
-        app.open_launch(experiments_dir / "tiny.toml")
-        await settle(pilot)
-        view = app.main.query_one("#launch-view")
+    async with launch_view_on(app, experiments_dir / "tiny.toml") as (pilot, view):
         view.query_one("#launch-parallel").focus()
         await pilot.press(*"600")
         await settle(pilot)
@@ -237,11 +240,7 @@ def test_a_malformed_override_is_named_as_typed():
 @run_async
 async def test_the_preview_names_the_malformed_override(tmp_path):
     app = make_app(tmp_path / "runs")
-    async with app.run_test(size=BIG) as pilot:
-        await settle(pilot)
-        app.open_launch(SHIPPED / "optimizers.toml")
-        await settle(pilot)
-        view = app.main.query_one("#launch-view")
+    async with launch_view_on(app, SHIPPED / "optimizers.toml") as (pilot, view):
         view.query_one("#launch-set").focus()
         await pilot.press(*"train.epochs600")
         await settle(pilot)
@@ -255,11 +254,7 @@ async def test_escape_and_the_launch_keys_from_inside_the_fields(tmp_path, exper
     runner, starter = FakeRunner(), FakeStarter()
     app = make_app(tmp_path / "runs", command_runner=runner, process_starter=starter,
                    experiments_dir=experiments_dir)
-    async with app.run_test(size=BIG) as pilot:
-        await settle(pilot)
-        app.open_launch(experiments_dir / "tiny.toml")
-        await settle(pilot)
-        view = app.main.query_one("#launch-view")
+    async with launch_view_on(app, experiments_dir / "tiny.toml") as (pilot, view):
         for field in ("#launch-set", "#launch-parallel"):
             view.query_one(field).focus()
             await pilot.press("escape")
