@@ -164,3 +164,27 @@ async def test_dead_relu_at_80_columns_names_runs_by_what_differs_and_says_how_t
         assert "━ relu sgd lr=0.05" in legend and "━ leaky_relu momentum" in legend, legend
         note = next(line for line in plain.splitlines() if line.startswith("+"))
         assert "select fewer" in note and "v" in note.split() and "heatmaps only" in note, note
+
+
+# -- 4. Compare: a value wider than its run's id is not cut -----------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES)
+@run_async
+async def test_compare_columns_hold_their_values_whole(tmp_path, size):
+    """Seen in tmux: with ids as short as `cnn-1.1` the columns were as wide as the id, and Compare read "momentu"
+    and "complet"."""
+    from rich.cells import cell_len
+
+    store = Store(tmp_path / "runs", create=True)
+    configs = [{"net": {"name": "cnn"}, "data": {"name": "digits"}, "optimizer": {"name": name, "lr": 0.05},
+                "train": {"seed": 0, "device": "cpu", "epochs": 6}} for name in ("momentum", "nesterov")]
+    _, run_ids = store.create_experiment("cnn", None, configs[0], {}, configs)
+    for run_id in run_ids:
+        store.update_run(run_id, status="completed", epoch=6.0, train_loss=0.1236, best_val_acc=0.9526)
+    store.close()
+    async with view_of_experiment(tmp_path / "runs", size, "cnn", "5") as (app, pilot):
+        table = app.main.query_one("#compare-table")
+        for run_id in run_ids:
+            column = next(c for c in table.columns.values() if c.key.value == run_id)
+            cells = [str(cell) for cell in table.get_column(column.key)]
+            assert "completed" in cells and any(name in cells for name in ("momentum", "nesterov")), cells
+            assert all(cell_len(cell) <= column.width for cell in cells), (column.width, cells)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -134,8 +135,8 @@ class CompareView(Vertical):
         rows = compare_rows(model, shown, now)
         label_width = min(28, max(len(label) for label, _ in rows))
         table.add_column("", key="label", width=label_width)
-        for run in shown:
-            width = min(VALUE_WIDTH, max(len(run["id"]), 6))
+        for index, run in enumerate(shown):  # as wide as its id or its widest value (a short id cut "momentum")
+            width = min(VALUE_WIDTH, max([len(run["id"]), 6] + [cell_len(cells[index].plain) for _, cells in rows]))
             table.add_column(Text(run["id"], justify="right"), key=run["id"], width=width)
             self._headers.append(run["id"])
         for label, cells in rows:
