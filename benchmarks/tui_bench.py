@@ -13,8 +13,9 @@
   20 steps, ~40 frames/s per run, so the Boundaries view (7) is live; `--train dead_relu`: the dead_relu sweep, two
   at a time, as before issue 11): tab switches, filter keystrokes, and the command palette (open, type, close),
   each reported on its own, p50 and p95. Sessions alternate between workers at mxdash's default niceness (5) and
-  at niceness 0, the dashboard's own priority; both are reported, with their ratio. Latency is from the key entering the app (as the terminal driver sends
-  it) to its effect being in the widget state and the next refresh done. Targets: first paint < 1 s, Curves
+  at niceness 0, the dashboard's own priority; both are reported, with their ratio. Latency is from the key
+  entering the app (as the terminal driver sends it) to its effect being in the widget state and the next refresh
+  done. Targets: first paint < 1 s, Curves
   < 0.5 s, key p95 < 100 ms. Repeats are interleaved (in-process, tmux, in-process, ...); medians reported.
 """
 from __future__ import annotations

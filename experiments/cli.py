@@ -293,7 +293,10 @@ def format_loss(value) -> str:
     0.0000, which reads as exactly zero)."""
     if value is None:
         return "—"
-    return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.3g}"
+    from experiments.report import keeps_digits
+
+    fixed = f"{value:.4f}"
+    return fixed if abs(value) < 1e4 and keeps_digits(value, fixed) else f"{value:.3g}"
 
 
 def final_table(runs: list[dict], width: int = 80):

@@ -46,17 +46,16 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 CHILD_UNBLOCKS = STOP_SIGNALS | {signal.SIGCHLD}  # the scheduler blocks SIGCHLD for itself, never for its workers
 # Training yields the CPU to interactive programs (the dashboard, a shell, an editor) when they want it, and takes
 # all of it otherwise: with 2 runs training on both cores of this 2-core box the dashboard's tab switches wait for
-# the CPU (benchmarks/tui_bench.py --niceness measures both sides); a run alone trains as fast at 5 as at 0.
+# the CPU (benchmarks/tui_bench.py alternates sessions at 5 and 0); a sweep alone trains as fast at 5 as at 0
+# (benchmarks/sweep_bench.py).
 WORKER_NICENESS = 5
 
 
-def lower_priority(niceness: int) -> int:
+def lower_priority(niceness: int) -> None:
     """Run this process (and the workers it forks or spawns: they inherit it) at `niceness` at least; never raises
-    the priority of a process that already runs lower. Returns the niceness now in effect."""
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if niceness > current:
+    the priority of a process that already runs lower."""
+    if niceness > os.getpriority(os.PRIO_PROCESS, 0):
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
-    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def plan_parallelism(n_runs: int, parallel: int | None, per_gpu: int = 1, gpus: int | None = None,

@@ -81,6 +81,12 @@ def format_time(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+def keeps_digits(value, text: str) -> bool:
+    """Whether a fixed-point `text` of `value` still says the number: two significant digits, or an exact zero (a
+    fitted spiral's loss of 1.7e-5 reads 0.0000 at `.4f`, as if it were zero)."""
+    return value == 0 or len(text.lstrip("-0.").replace(".", "")) >= 2
+
+
 def format_number(value, fmt: str = ".4g") -> str:
     """Metric values: "—" when absent (SQLite stores NaN as NULL), else formatted."""
     if value is None:

@@ -854,9 +854,9 @@ class Store:
         return self._artifact(row) if row else None
 
     @staticmethod
-    def _artifact(row) -> dict:
+    def _artifact(row, decode: bool = True) -> dict:
         return {"id": row[0], "step": row[1], "epoch": row[2], "wall": row[3], "key": row[4],
-                "payload": json.loads(row[5])}
+                "payload": json.loads(row[5]) if decode else row[5]}
 
     # -- dashboard reads ------------------------------------------------------------------------------------------
     # Read-only queries for the dashboard's poller (tui/poller.py), each one indexed SELECT; none of them writes.
@@ -962,10 +962,7 @@ class Store:
         rows = self.conn.execute("SELECT id, step, epoch, wall, key, payload FROM artifacts WHERE run_id = ? AND "
                                  "key = ? AND id > ? ORDER BY id DESC LIMIT ?",
                                  (run_id, key, after_id, int(limit))).fetchall()
-        if not decode:
-            return [{"id": r[0], "step": r[1], "epoch": r[2], "wall": r[3], "key": r[4], "payload": r[5]}
-                    for r in reversed(rows)]
-        return [self._artifact(row) for row in reversed(rows)]
+        return [self._artifact(row, decode) for row in reversed(rows)]
 
     def _plain_rows(self, query: str, args) -> list[dict]:
         cursor = self.conn.cursor()

@@ -2,82 +2,69 @@
 experiments.lifecycle.WORKER_NICENESS), read back from the kernel while the runs train."""
 from __future__ import annotations
 
-import json
 import os
-import time
 
 import pytest
 
 from conftest import cli
 from experiments.lifecycle import WORKER_NICENESS
 from experiments.store import Store
+from sweeps import SweepHelpers
 
-LONG = """
-[experiment]
-name = "nice"
-[data]
-name = "digits"
-[net]
-name = "mlp"
-hidden = [16]
-[optimizer]
-name = "sgd"
-lr = 0.05
-[train]
-epochs = 400
-"""
+SWEEPS = SweepHelpers()
+EPOCHS = 400  # long enough to be read while it trains; every test stops it
 
 
 def niceness_of(pid: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, pid)
 
 
-def running_worker(runs_dir, experiment: str, timeout: float = 300.0) -> dict:
-    """The run once its worker trains (it has a PID and a step), waited on through the store."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        store = Store(runs_dir)
-        try:
-            (run,) = store.list_runs(experiment=experiment)
-            scheduler = store.conn.execute("SELECT pid FROM schedulers WHERE id = ?",
-                                           (run["scheduler_id"],)).fetchone()
-        finally:
-            store.close()
-        if run["status"] == "running" and run.get("pid") and run.get("step"):
-            return {**run, "scheduler_pid": scheduler[0]}
+def training(runs_dir, experiment: str):
+    """The run and its scheduler's PID once its worker trains (a PID and a step), through the store; else None."""
+    store = Store(runs_dir)
+    try:
+        (run,) = store.list_runs(experiment=experiment)
         assert run["status"] in ("queued", "running"), run
-        time.sleep(0.1)
-    raise AssertionError(f"no worker trained within {timeout} s")
+        if run["status"] != "running" or not run.get("pid") or not run.get("step"):
+            return None
+        (scheduler_pid,) = store.conn.execute("SELECT pid FROM schedulers WHERE id = ?",
+                                              (run["scheduler_id"],)).fetchone()
+        return {**run, "scheduler_pid": scheduler_pid}
+    finally:
+        store.close()
+
+
+def start(tmp_path, *extra) -> str:
+    path = SWEEPS.experiment(tmp_path, "nice", epochs=EPOCHS, batch_size=16)
+    experiment = SWEEPS.start_detached(path, tmp_path / "runs", *extra)["experiment"]
+    SWEEPS.wait_for(lambda: training(tmp_path / "runs", experiment), 300, what="a worker training")
+    return experiment
+
+
+def stop(tmp_path, experiment: str) -> None:
+    stopped = cli("stop", experiment, "--runs-dir", tmp_path / "runs")
+    assert stopped.returncode == 0, stopped.stderr
 
 
 @pytest.mark.parametrize("extra, expected", [((), WORKER_NICENESS), (("--nice", "0"), 0), (("--nice", "12"), 12)])
 def test_workers_run_at_the_requested_niceness(tmp_path, extra, expected):
     own = niceness_of(0)
-    file = tmp_path / "nice.toml"
-    file.write_text(LONG)
-    started = cli("run", file, "--detach", "--json", *extra, "--runs-dir", tmp_path / "runs")
-    assert started.returncode == 0, started.stderr
-    experiment = json.loads(started.stdout.splitlines()[-1])["experiment"]
+    experiment = start(tmp_path, *extra)
     try:
-        run = running_worker(tmp_path / "runs", experiment)
+        run = training(tmp_path / "runs", experiment)
         assert niceness_of(run["pid"]) == max(expected, own)  # never raised above the launcher's own
         assert niceness_of(run["scheduler_pid"]) == max(expected, own)
     finally:
-        stopped = cli("stop", experiment, "--runs-dir", tmp_path / "runs")
-    assert stopped.returncode == 0, stopped.stderr
+        stop(tmp_path, experiment)
 
 
 def test_resume_uses_the_niceness_it_is_given(tmp_path):
-    file = tmp_path / "nice.toml"
-    file.write_text(LONG)
-    started = cli("run", file, "--detach", "--json", "--nice", "0", "--runs-dir", tmp_path / "runs")
-    experiment = json.loads(started.stdout.splitlines()[-1])["experiment"]
-    running_worker(tmp_path / "runs", experiment)
-    assert cli("stop", experiment, "--runs-dir", tmp_path / "runs").returncode == 0
+    experiment = start(tmp_path, "--nice", "0")
+    stop(tmp_path, experiment)
     resumed = cli("resume", experiment, "--nice", "9", "--runs-dir", tmp_path / "runs")
     assert resumed.returncode == 0, resumed.stderr
     try:
-        run = running_worker(tmp_path / "runs", experiment)
+        run = SWEEPS.wait_for(lambda: training(tmp_path / "runs", experiment), 300, what="the resumed worker")
         assert niceness_of(run["pid"]) == max(9, niceness_of(0))
     finally:
-        assert cli("stop", experiment, "--runs-dir", tmp_path / "runs").returncode == 0
+        stop(tmp_path, experiment)

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from experiments.metrics import (COMPLETED, DIVERGED, FAILED, LOST, LRFIND_KIND, QUEUED, RUNNING, STALE, STOPPED,
                                  display_status)
-from experiments.report import MISSING
+from experiments.report import MISSING, keeps_digits
 from tui.grouping import format_value, is_ignored, short_name, varying_keys
 from tui.status import status_style
 
@@ -261,18 +261,12 @@ def _short_exponent(text: str) -> str:
     return f"{mantissa}e{int(exponent)}" if e else text
 
 
-def _keeps_digits(value, text: str) -> bool:
-    """Whether a fixed-point `text` still says the number: two significant digits, or an exact zero (a fitted
-    spiral's loss of 1.7e-5 would read 0.0000 at `.4f`, as if it were zero)."""
-    return value == 0 or len(text.lstrip("-0.").replace(".", "")) >= 2
-
-
 def compact_number(value, width: int, fixed: str | None = None) -> str:
     """A number that fits `width` cells: `fixed` format (e.g. `.4f`) when it fits and keeps two significant digits,
     else 3, 2, 1 significant digits with a short exponent (`6.12e9`, `6.1e9`, `6e9`, `1.73e-5`)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return _num(value, "g")
-    if fixed is not None and len(format(value, fixed)) <= width and _keeps_digits(value, format(value, fixed)):
+    if fixed is not None and len(format(value, fixed)) <= width and keeps_digits(value, format(value, fixed)):
         return format(value, fixed)
     text = ""
     for digits in (3, 2, 1):
